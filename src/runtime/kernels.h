@@ -1,0 +1,48 @@
+// Compute kernels of the CPU engine. Every kernel has a scalar `_ref` twin (kernels_ref.cc) written for
+// clarity; the fast versions (Highway SIMD with runtime dispatch, OpenBLAS sgemm) are tested against them
+// with stated error bounds. Activations are fp32; weights stay in their stored dtype and are converted in
+// registers or in small tiles, never as a whole-matrix fp32 copy.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "io/dtype.h"
+
+namespace lowbit::kernels {
+
+// A dense weight matrix: `rows` output features x `cols` input features, row-major, as stored
+// (F32, BF16 or F16). Hugging Face nn.Linear weights are exactly this ([out, in]).
+struct DenseWeight {
+  DType dtype = DType::F32;
+  const void* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// y[m x N] = x[m x K] * W^T (+ bias[N] when bias != nullptr), fp32 accumulation, using the global thread
+// pool. x and y are row-major with leading dimensions K and N.
+void linear(const float* x, int64_t m, const DenseWeight& w, const float* bias, float* y);
+void linear_ref(const float* x, int64_t m, const DenseWeight& w, const float* bias, float* y);
+
+// Copies row `row` of w into out[cols] as fp32 (embedding lookup).
+void weight_row_to_f32(const DenseWeight& w, int64_t row, float* out);
+
+// out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, for each of `rows` rows of `dim` elements.
+void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out);
+void rmsnorm_ref(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out);
+
+// out[i] = silu(gate[i]) * up[i]  (the Llama MLP activation).
+void silu_mul(const float* gate, const float* up, float* out, size_t n);
+void silu_mul_ref(const float* gate, const float* up, float* out, size_t n);
+
+// In-place numerically stable softmax over n elements.
+void softmax(float* x, size_t n);
+void softmax_ref(float* x, size_t n);
+
+// Small vector helpers used by attention.
+float dot(const float* a, const float* b, size_t n);
+void axpy(float a, const float* x, float* y, size_t n);  // y += a * x
+void add_inplace(float* y, const float* x, size_t n);    // y += x
+
+}  // namespace lowbit::kernels
