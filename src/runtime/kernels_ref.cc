@@ -1,6 +1,8 @@
 // Scalar reference kernels: plain loops, double accumulation where it matters. Slow on purpose; the
 // fast kernels in kernels.cc are tested against these.
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <vector>
 
 #include "runtime/kernels.h"
