@@ -1,26 +1,33 @@
-// Fast kernels. PLACEHOLDER: forwards to the scalar references until the SIMD/BLAS versions land.
+// Fast element-wise and vector kernels: thin entry points over the Highway versions in kernels_hwy.cc.
+// linear() lives in kernels_linear.cc. Each is tested against its _ref twin in tests/runtime.
 #include "runtime/kernels.h"
+
+#include "runtime/kernels_hwy.h"
 
 namespace lowbit::kernels {
 
-void linear(const float* x, int64_t m, const DenseWeight& w, const float* bias, float* y) {
-  linear_ref(x, m, w, bias, y);
+void convert_rows_to_f32(const DenseWeight& w, int64_t row_begin, int64_t rows, float* out) {
+  const auto* base =
+      static_cast<const std::byte*>(w.data) + static_cast<size_t>(row_begin * w.cols) * dtype_size(w.dtype);
+  simd::convert_f32(w.dtype, base, out, static_cast<size_t>(rows * w.cols));
 }
 void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out) {
-  rmsnorm_ref(x, weight, rows, dim, eps, out);
+  simd::rmsnorm(x, weight, rows, dim, eps, out);
 }
-void silu_mul(const float* gate, const float* up, float* out, size_t n) { silu_mul_ref(gate, up, out, n); }
-void softmax(float* x, size_t n) { softmax_ref(x, n); }
+void silu_mul(const float* gate, const float* up, float* out, size_t n) {
+  simd::silu_mul(gate, up, out, n);
+}
+void softmax(float* x, size_t n) {
+  simd::softmax(x, n);
+}
 float dot(const float* a, const float* b, size_t n) {
-  float s = 0;
-  for (size_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
+  return simd::dot(a, b, n);
 }
 void axpy(float a, const float* x, float* y, size_t n) {
-  for (size_t i = 0; i < n; ++i) y[i] += a * x[i];
+  simd::axpy(a, x, y, n);
 }
 void add_inplace(float* y, const float* x, size_t n) {
-  for (size_t i = 0; i < n; ++i) y[i] += x[i];
+  simd::add_inplace(y, x, n);
 }
 
 }  // namespace lowbit::kernels

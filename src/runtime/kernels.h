@@ -27,6 +27,8 @@ void linear_ref(const float* x, int64_t m, const DenseWeight& w, const float* bi
 
 // Copies row `row` of w into out[cols] as fp32 (embedding lookup).
 void weight_row_to_f32(const DenseWeight& w, int64_t row, float* out);
+// Fast (SIMD) version for `rows` consecutive rows starting at row_begin: out[rows x cols] fp32.
+void convert_rows_to_f32(const DenseWeight& w, int64_t row_begin, int64_t rows, float* out);
 
 // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, for each of `rows` rows of `dim` elements.
 void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out);

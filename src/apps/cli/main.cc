@@ -1,7 +1,56 @@
-#include <CLI/CLI.hpp>
+// lowbit: quantize, export and run large language models, natively.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <exception>
+
+#include "apps/cli/commands.h"
+#include "util/error.h"
+#include "util/thread_pool.h"
+
+namespace lowbit::cli {
+
+void add_common_options(CLI::App* cmd, CommonOptions& options) {
+  cmd->add_option("--threads,-t", options.threads, "Worker threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--json", options.json, "Print one machine-readable JSON object on stdout");
+}
+
+void apply_threads(const CommonOptions& options) { set_global_threads(options.threads); }
+
+}  // namespace lowbit::cli
 
 int main(int argc, char** argv) {
-  CLI::App app{"lowbit: quantize, export and run large language models"};
+  using namespace lowbit::cli;
+  CLI::App app{"lowbit: quantize, export and run large language models, natively on CPU (and CUDA)."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "lowbit 0.1.0");
+  app.footer(
+      "Examples:\n"
+      "  lowbit generate models/stories260K --prompt \"Once upon a time\"\n"
+      "  lowbit ppl MODEL_DIR --data wiki.test.raw --ctx 512 --json\n"
+      "  lowbit convert llama2c stories260K.bin --tokenizer tok512.bin -o out/stories260K\n"
+      "Run `lowbit COMMAND --help` for a command's options.");
+
+  std::vector<std::pair<CLI::App*, Runner>> commands;
+  register_generate(app, commands);
+  register_ppl(app, commands);
+  register_info(app, commands);
+  register_bench(app, commands);
+  register_convert(app, commands);
+
   CLI11_PARSE(app, argc, argv);
-  return 0;
+  try {
+    for (auto& [cmd, run] : commands)
+      if (cmd->parsed()) return run();
+  } catch (const lowbit::Error& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "lowbit: error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "lowbit: internal error: {}\n", e.what());
+    return 2;
+  }
+  return 1;
 }

@@ -1,0 +1,30 @@
+// The lowbit command line: one file per subcommand, each registering itself on the CLI11 app. The
+// commands are thin: parsing, progress, printing; the work is in the stage libraries.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace lowbit::cli {
+
+// Options every model-running command shares.
+struct CommonOptions {
+  int threads = 0;  // 0: all hardware threads
+  bool json = false;
+};
+
+// Each register_* adds a subcommand to `app`; the returned callback (run after parsing) executes it.
+using Runner = std::function<int()>;
+void register_generate(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
+void register_ppl(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
+void register_convert(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
+void register_info(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
+void register_bench(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
+
+// Adds --threads and --json to a subcommand.
+void add_common_options(CLI::App* cmd, CommonOptions& options);
+// Applies --threads to the global pool (and OpenBLAS).
+void apply_threads(const CommonOptions& options);
+
+}  // namespace lowbit::cli

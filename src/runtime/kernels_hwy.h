@@ -1,0 +1,32 @@
+// Single-threaded Highway SIMD building blocks of the fast kernels (kernels_hwy.cc). Each call dispatches
+// at runtime to the best instruction set the CPU supports (SSE4 / AVX2 / AVX-512 ...); the library is
+// built without -march=native. Threading and the choice between paths live in kernels.cc.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "runtime/kernels.h"
+
+namespace lowbit::kernels::simd {
+
+// y[i * ldy + n] = sum_k x[i * K + k] * W[n][k] (+ bias[n]) for i in [0, m), n in [n_begin, n_end).
+// W must be F32, BF16 or F16; bf16/f16 are widened to fp32 in registers. Several W rows and up to four
+// x rows share each weight load, so every weight byte is read from memory once per call.
+void gemv_rows(const float* x, int64_t m, const DenseWeight& w, const float* bias, float* y, int64_t ldy,
+               int64_t n_begin, int64_t n_end);
+
+// out[0 .. count) = fp32 of `count` consecutive elements at src (F32, BF16 or F16).
+void convert_f32(DType dtype, const void* src, float* out, size_t count);
+
+void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out);
+void silu_mul(const float* gate, const float* up, float* out, size_t n);
+void softmax(float* x, size_t n);
+float dot(const float* a, const float* b, size_t n);
+void axpy(float a, const float* x, float* y, size_t n);
+void add_inplace(float* y, const float* x, size_t n);
+
+// Name of the instruction set the dispatcher picked on this CPU (for benchmark/doc output).
+const char* target_name();
+
+}  // namespace lowbit::kernels::simd

@@ -1,0 +1,38 @@
+// Next-token choice from logits: greedy (temperature 0), or sampling from softmax(logits / temperature)
+// restricted to the top-k and then to the smallest set whose probability reaches top_p (nucleus).
+// Deterministic for a seed: the random stream is our own (SplitMix64), not std:: distributions whose
+// results vary between standard libraries.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace lowbit::runtime {
+
+struct SamplerOptions {
+  float temperature = 0.0f;  // <= 0: greedy (argmax)
+  float top_p = 1.0f;        // in (0, 1]
+  int top_k = 0;             // 0: no limit
+  uint64_t seed = 0;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplerOptions& options);
+  int32_t sample(std::span<const float> logits);
+  const SamplerOptions& options() const { return options_; }
+
+ private:
+  double uniform();  // [0, 1)
+
+  SamplerOptions options_;
+  uint64_t state_;
+  std::vector<std::pair<float, int32_t>> candidates_;
+};
+
+// Index of the largest logit (the first one on ties, as torch.argmax).
+int32_t argmax(std::span<const float> logits);
+
+}  // namespace lowbit::runtime

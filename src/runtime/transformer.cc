@@ -1,0 +1,122 @@
+#include "runtime/transformer.h"
+
+#include <algorithm>
+
+#include "runtime/attention.h"
+#include "util/error.h"
+
+namespace lowbit::runtime {
+
+namespace {
+
+template <typename T>
+T* sized(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+}  // namespace
+
+Transformer::Transformer(const Model& model, const LinearFactory& make_linear)
+    : model_(model),
+      embed_(dense_weight(model.embed_tokens())),
+      final_norm_(to_f32(model.final_norm())),
+      lm_head_(make_linear(model.lm_head())),
+      inv_freq_(model.config().rope_inv_freq()) {
+  for (int64_t i = 0; i < model.num_layers(); ++i) {
+    const LayerWeights& w = model.layer(i);
+    Layer l;
+    l.input_norm = to_f32(w.input_layernorm);
+    l.post_attention_norm = to_f32(w.post_attention_layernorm);
+    l.q = make_linear(w.q_proj);
+    l.k = make_linear(w.k_proj);
+    l.v = make_linear(w.v_proj);
+    l.o = make_linear(w.o_proj);
+    l.gate = make_linear(w.gate_proj);
+    l.up = make_linear(w.up_proj);
+    l.down = make_linear(w.down_proj);
+    layers_.push_back(std::move(l));
+  }
+}
+
+Session::Session(const Transformer& transformer, int64_t capacity)
+    : tf_(transformer),
+      cache_(transformer.config().num_layers, transformer.config().num_kv_heads, transformer.config().head_dim,
+             capacity) {}
+
+void Session::forward(std::span<const int32_t> tokens, Logits which, std::vector<float>* logits) {
+  const int64_t vocab = tf_.config().vocab_size;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  for (int64_t i = 0; i < n; ++i) {
+    if (tokens[static_cast<size_t>(i)] < 0 || tokens[static_cast<size_t>(i)] >= vocab) {
+      fail("token id {} at index {} is outside the model's vocabulary (vocab_size {})", tokens[static_cast<size_t>(i)],
+           i, vocab);
+    }
+  }
+  if (which != Logits::None && !logits) fail("Session::forward: logits requested without an output vector");
+  if (which == Logits::All) logits->resize(static_cast<size_t>(n * vocab));
+  if (which == Logits::Last) logits->resize(static_cast<size_t>(vocab));
+  if (n == 0) return;
+  cache_.reserve(position_ + n);
+  for (int64_t begin = 0; begin < n; begin += max_chunk()) {
+    const int64_t count = std::min(max_chunk(), n - begin);
+    const bool last_chunk = begin + count == n;
+    Logits chunk_logits = which;
+    float* out = nullptr;
+    if (which == Logits::All) out = logits->data() + begin * vocab;
+    if (which == Logits::Last) {
+      chunk_logits = last_chunk ? Logits::Last : Logits::None;
+      out = logits->data();
+    }
+    forward_chunk(tokens.data() + begin, count, chunk_logits, out);
+  }
+}
+
+void Session::forward_chunk(const int32_t* tokens, int64_t count, Logits which, float* logits) {
+  const ModelConfig& c = tf_.config();
+  const int64_t hidden = c.hidden_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim};
+
+  float* x = sized(x_, count * hidden);  // the residual stream
+  float* h = sized(h_, count * hidden);
+  float* q = sized(q_, count * c.q_dim());
+  float* k = sized(k_, count * c.kv_dim());
+  float* v = sized(v_, count * c.kv_dim());
+  float* attn = sized(attn_, count * c.q_dim());
+  float* gate = sized(gate_, count * c.intermediate_size);
+  float* up = sized(up_, count * c.intermediate_size);
+
+  for (int64_t t = 0; t < count; ++t) kernels::weight_row_to_f32(tf_.embeddings(), tokens[t], x + t * hidden);
+  rope_angles(tf_.inv_freq(), position_, count, &angles_);
+
+  for (int64_t li = 0; li < c.num_layers; ++li) {
+    const Transformer::Layer& l = tf_.layer(li);
+    kernels::rmsnorm(x, l.input_norm.data(), count, hidden, eps, h);
+    l.q->forward(h, count, q);
+    l.k->forward(h, count, k);
+    l.v->forward(h, count, v);
+    apply_rope(q, count, c.num_heads, c.q_dim(), angles_);
+    apply_rope(k, count, c.num_kv_heads, c.kv_dim(), angles_);
+    cache_.store(li, position_, count, k, v);
+    causal_attention(q, position_, count, cache_, li, shape, attn);
+    l.o->forward(attn, count, h);
+    kernels::add_inplace(x, h, static_cast<size_t>(count * hidden));
+
+    kernels::rmsnorm(x, l.post_attention_norm.data(), count, hidden, eps, h);
+    l.gate->forward(h, count, gate);
+    l.up->forward(h, count, up);
+    kernels::silu_mul(gate, up, gate, static_cast<size_t>(count * c.intermediate_size));
+    l.down->forward(gate, count, h);
+    kernels::add_inplace(x, h, static_cast<size_t>(count * hidden));
+  }
+  position_ += count;
+
+  if (which == Logits::None) return;
+  const int64_t first_row = which == Logits::Last ? count - 1 : 0;
+  const int64_t rows = count - first_row;
+  kernels::rmsnorm(x + first_row * hidden, tf_.final_norm().data(), rows, hidden, eps, h);
+  tf_.lm_head().forward(h, rows, logits);
+}
+
+}  // namespace lowbit::runtime

@@ -1,0 +1,360 @@
+// Fast kernels vs their scalar references (kernels_ref.cc) on random data with fresh seeds, odd shapes,
+// all weight dtypes, with and without bias, and 1/2/3 pool threads. Outputs are poisoned with NaN before
+// every call so an element the kernel forgot to write is caught.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "io/dtype.h"
+#include "runtime/kernels.h"
+#include "runtime/kernels_linear.h"
+#include "util/error.h"
+#include "util/thread_pool.h"
+
+namespace lowbit::kernels {
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// A fresh seed per test, printed on failure so a failing case can be replayed.
+uint32_t fresh_seed() {
+  return std::random_device{}();
+}
+
+std::vector<float> random_floats(std::mt19937& rng, size_t n, float lo, float hi) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (auto& e : v) e = dist(rng);
+  return v;
+}
+
+// Small nonzero integers: products and sums up to K * 9 are exact in fp32, so every path must match
+// exactly. (Zero is left out so the test does not depend on how a converter encodes it.)
+std::vector<float> random_ints(std::mt19937& rng, size_t n) {
+  std::uniform_int_distribution<int> dist(1, 3);
+  std::bernoulli_distribution negative(0.5);
+  std::vector<float> v(n);
+  for (auto& e : v) e = static_cast<float>(negative(rng) ? -dist(rng) : dist(rng));
+  return v;
+}
+
+// A weight matrix stored in `dtype`; `values` is overwritten with the exactly representable values.
+struct StoredWeight {
+  std::vector<uint8_t> bytes;
+  DenseWeight view;
+};
+
+StoredWeight store_weight(DType dtype, std::vector<float>& values, int64_t rows, int64_t cols) {
+  StoredWeight s;
+  s.bytes.resize(values.size() * dtype_size(dtype));
+  for (size_t i = 0; i < values.size(); ++i) {
+    switch (dtype) {
+      case DType::F32:
+        std::memcpy(s.bytes.data() + 4 * i, &values[i], 4);
+        break;
+      case DType::BF16: {
+        const uint16_t b = f32_to_bf16(values[i]);
+        std::memcpy(s.bytes.data() + 2 * i, &b, 2);
+        values[i] = bf16_to_f32(b);
+        break;
+      }
+      case DType::F16: {
+        const uint16_t h = f32_to_f16(values[i]);
+        std::memcpy(s.bytes.data() + 2 * i, &h, 2);
+        values[i] = f16_to_f32(h);
+        break;
+      }
+      case DType::F8_E4M3: {
+        s.bytes[i] = f32_to_e4m3(values[i]);
+        values[i] = e4m3_to_f32(s.bytes[i]);
+        break;
+      }
+      default:
+        ADD_FAILURE() << "unsupported test dtype";
+    }
+  }
+  s.view = DenseWeight{dtype, s.bytes.data(), rows, cols};
+  return s;
+}
+
+double rel_error(const std::vector<float>& y, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double d = static_cast<double>(y[i]) - ref[i];
+    num += d * d;
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+size_t count_nan(const std::vector<float>& v) {
+  size_t n = 0;
+  for (float e : v) n += std::isnan(e) ? 1 : 0;
+  return n;
+}
+
+using LinearFn = void (*)(const float*, int64_t, const DenseWeight&, const float*, float*);
+struct NamedPath {
+  const char* name;
+  LinearFn fn;
+};
+const NamedPath kPaths[] = {
+    {"linear", &linear}, {"linear_gemv", &linear_gemv}, {"linear_tiled_sgemm", &linear_tiled_sgemm}};
+
+class ThreadsTest : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override { set_global_threads(GetParam()); }
+  void TearDown() override { set_global_threads(0); }
+};
+
+// Error bound for fp32 accumulation: for random-sign data each rounding error is at most 2^-24 of a
+// partial sum, and partial sums are about as large as the result, so the relative error of a K-term dot
+// product grows like sqrt(K) * 2^-24 (about 2e-6 at K = 1000, 4e-6 at K = 4099, the largest K here); the
+// fast kernels split the sum into lanes and tiles, which only shortens the chains. 1e-5 leaves a 2.5-5x
+// margin, while a wrong row, a missed tail, a missing bias or a stale output gives errors of order 1.
+constexpr double kLinearRelBound = 1e-5;
+
+TEST_P(ThreadsTest, LinearMatchesReferenceAllPathsDtypesShapes) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed << " threads " << GetParam());
+  std::mt19937 rng(seed);
+  const int64_t ms[] = {1, 2, 3, 7, 8, 9, 33, 100};
+  // (N, K): K below, at and not a multiple of every vector width (4/8/16 lanes), N odd and not a
+  // multiple of the 4-row block or the 128-row sgemm tile.
+  const std::pair<int64_t, int64_t> shapes[] = {{1, 1}, {5, 7}, {13, 37}, {67, 768}, {129, 100}, {300, 257}};
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    for (auto [N, K] : shapes) {
+      std::vector<float> wv = random_floats(rng, static_cast<size_t>(N * K), -1, 1);
+      const StoredWeight w = store_weight(dtype, wv, N, K);
+      const std::vector<float> bias = random_floats(rng, static_cast<size_t>(N), -1, 1);
+      for (int64_t m : ms) {
+        const std::vector<float> x = random_floats(rng, static_cast<size_t>(m * K), -1, 1);
+        for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
+          std::vector<float> ref(static_cast<size_t>(m * N));
+          linear_ref(x.data(), m, w.view, b, ref.data());
+          for (const NamedPath& path : kPaths) {
+            SCOPED_TRACE(testing::Message() << path.name << " " << dtype_name(dtype) << " m=" << m
+                                            << " N=" << N << " K=" << K << (b ? " bias" : ""));
+            std::vector<float> y(ref.size(), kNaN);
+            path.fn(x.data(), m, w.view, b, y.data());
+            ASSERT_EQ(count_nan(y), 0u);
+            ASSERT_LT(rel_error(y, ref), kLinearRelBound);
+          }
+        }
+      }
+    }
+  }
+}
+
+// K large enough that the sgemm path cuts N = 261 into a full 256-row tile and a 5-row remainder even
+// with one thread; m on both sides of linear()'s crossover. sqrt(4099) * 2^-24 ~ 4e-6 < 1e-5.
+TEST_P(ThreadsTest, LinearLongRowsPartialTiles) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed << " threads " << GetParam());
+  std::mt19937 rng(seed);
+  const int64_t N = 261, K = 4099;
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    std::vector<float> wv = random_floats(rng, static_cast<size_t>(N * K), -1, 1);
+    const StoredWeight w = store_weight(dtype, wv, N, K);
+    const std::vector<float> bias = random_floats(rng, static_cast<size_t>(N), -1, 1);
+    for (int64_t m : {int64_t{3}, linear_gemm_min_rows() - 1, linear_gemm_min_rows()}) {
+      const std::vector<float> x = random_floats(rng, static_cast<size_t>(m * K), -1, 1);
+      std::vector<float> ref(static_cast<size_t>(m * N));
+      linear_ref(x.data(), m, w.view, bias.data(), ref.data());
+      for (const NamedPath& path : kPaths) {
+        SCOPED_TRACE(testing::Message() << path.name << " " << dtype_name(dtype) << " m=" << m);
+        std::vector<float> y(ref.size(), kNaN);
+        path.fn(x.data(), m, w.view, bias.data(), y.data());
+        ASSERT_EQ(count_nan(y), 0u);
+        ASSERT_LT(rel_error(y, ref), kLinearRelBound);
+      }
+    }
+  }
+}
+
+// Integer-valued data makes every summation order exact, so here all paths must equal the reference
+// bit for bit: catches indexing slips that a tolerance could hide.
+TEST_P(ThreadsTest, LinearExactOnIntegerData) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed << " threads " << GetParam());
+  std::mt19937 rng(seed);
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    for (int64_t m : {1, 3, 8, 9, 33}) {
+      const int64_t N = 131, K = 999;
+      std::vector<float> wv = random_ints(rng, static_cast<size_t>(N * K));
+      const StoredWeight w = store_weight(dtype, wv, N, K);
+      const std::vector<float> x = random_ints(rng, static_cast<size_t>(m * K));
+      const std::vector<float> bias = random_ints(rng, static_cast<size_t>(N));
+      std::vector<float> ref(static_cast<size_t>(m * N));
+      linear_ref(x.data(), m, w.view, bias.data(), ref.data());
+      for (const NamedPath& path : kPaths) {
+        SCOPED_TRACE(testing::Message() << path.name << " " << dtype_name(dtype) << " m=" << m);
+        std::vector<float> y(ref.size(), kNaN);
+        path.fn(x.data(), m, w.view, bias.data(), y.data());
+        for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], ref[i]) << "element " << i;
+      }
+    }
+  }
+}
+
+// Stored dtypes without a dedicated kernel (fp8 here) are widened in small tiles; same bound.
+TEST_P(ThreadsTest, LinearOtherDtypeFallsBackCorrectly) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  const int64_t N = 37, K = 75;
+  std::vector<float> wv = random_floats(rng, static_cast<size_t>(N * K), -2, 2);
+  const StoredWeight w = store_weight(DType::F8_E4M3, wv, N, K);
+  for (int64_t m : {1, 9, 33}) {
+    const std::vector<float> x = random_floats(rng, static_cast<size_t>(m * K), -1, 1);
+    std::vector<float> ref(static_cast<size_t>(m * N));
+    linear_ref(x.data(), m, w.view, nullptr, ref.data());
+    for (const NamedPath& path : kPaths) {
+      SCOPED_TRACE(testing::Message() << path.name << " m=" << m);
+      std::vector<float> y(ref.size(), kNaN);
+      path.fn(x.data(), m, w.view, nullptr, y.data());
+      ASSERT_EQ(count_nan(y), 0u);
+      ASSERT_LT(rel_error(y, ref), kLinearRelBound);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Threads, ThreadsTest, ::testing::Values(1, 2, 3));
+
+TEST(Linear, EmptyShapesAndKZero) {
+  std::vector<float> y(6, kNaN);
+  const float bias[3] = {1, 2, 3};
+  const DenseWeight w{DType::BF16, nullptr, 3, 0};
+  for (const NamedPath& path : kPaths) {
+    std::fill(y.begin(), y.end(), kNaN);
+    path.fn(nullptr, 2, w, bias, y.data());  // K = 0: y = bias
+    EXPECT_EQ(y, (std::vector<float>{1, 2, 3, 1, 2, 3})) << path.name;
+    path.fn(nullptr, 0, w, bias, nullptr);  // m = 0: nothing to do
+  }
+}
+
+TEST(Linear, RejectsNegativeShapes) {
+  const DenseWeight w{DType::F32, nullptr, -1, 4};
+  float y = 0;
+  EXPECT_THROW(linear(nullptr, 1, w, nullptr, &y), Error);
+  EXPECT_THROW(linear(nullptr, -1, DenseWeight{}, nullptr, &y), Error);
+}
+
+TEST(ConvertRows, MatchesScalarConversionExactly) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16, DType::F8_E4M3}) {
+    for (int64_t cols : {1, 7, 16, 33, 129}) {
+      const int64_t rows = 5;
+      std::vector<float> v = random_floats(rng, static_cast<size_t>(rows * cols), -100, 100);
+      const StoredWeight w = store_weight(dtype, v, rows, cols);
+      std::vector<float> out(static_cast<size_t>(3 * cols), kNaN);
+      convert_rows_to_f32(w.view, 1, 3, out.data());
+      const std::vector<float> expect(v.begin() + cols, v.begin() + 4 * cols);
+      EXPECT_EQ(out, expect) << dtype_name(dtype) << " cols=" << cols;
+    }
+  }
+}
+
+// rmsnorm: sum of squares has only positive terms, so fp32 accumulation errs by at most dim * 2^-24
+// relative (about 6e-5 at dim 1001, far less in practice); each output is then a couple of roundings
+// from the reference. Bound 1e-5 relative in norm per call.
+TEST(RmsNorm, MatchesReference) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  for (int64_t dim : {1, 7, 16, 17, 64, 768, 1001}) {
+    for (int64_t rows : {1, 3}) {
+      const std::vector<float> x = random_floats(rng, static_cast<size_t>(rows * dim), -3, 3);
+      const std::vector<float> wt = random_floats(rng, static_cast<size_t>(dim), 0.5f, 1.5f);
+      std::vector<float> ref(x.size()), y(x.size(), kNaN);
+      rmsnorm_ref(x.data(), wt.data(), rows, dim, 1e-5f, ref.data());
+      rmsnorm(x.data(), wt.data(), rows, dim, 1e-5f, y.data());
+      ASSERT_EQ(count_nan(y), 0u) << "dim=" << dim;
+      EXPECT_LT(rel_error(y, ref), 1e-5) << "dim=" << dim << " rows=" << rows;
+    }
+  }
+}
+
+// silu_mul: Highway's Exp is within 1 ulp, plus one division and two multiplications: each element is
+// within a few ulp of the reference (bound 2e-6 relative). Inputs span [-120, 120], beyond where exp
+// overflows, to check the overflow-free formulation; there both sides are below 1e-30 in magnitude.
+TEST(SiluMul, MatchesReferenceElementwise) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  for (size_t n : {1u, 3u, 8u, 15u, 16u, 17u, 100u, 4099u}) {
+    std::vector<float> g = random_floats(rng, n, -120, 120);
+    const std::vector<float> g_small = random_floats(rng, n, -6, 6);
+    for (size_t i = 0; i < n; i += 2) g[i] = g_small[i];  // half the values where silu is curved
+    const std::vector<float> u = random_floats(rng, n, -2, 2);
+    std::vector<float> ref(n), y(n, kNaN);
+    silu_mul_ref(g.data(), u.data(), ref.data(), n);
+    silu_mul(g.data(), u.data(), y.data(), n);
+    for (size_t i = 0; i < n; ++i)
+      ASSERT_NEAR(y[i], ref[i], 2e-6 * std::fabs(ref[i]) + 1e-30) << "n=" << n << " i=" << i << " g=" << g[i];
+  }
+}
+
+// softmax: each output is exp (1 ulp) times 1/sum (sum of positive terms, relative error <= n * 2^-24),
+// so elements agree to 1e-6 relative to the largest probability for n <= 1000, plus masked (-inf)
+// entries must become exactly 0.
+TEST(Softmax, MatchesReferenceWithMaskedEntries) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  for (size_t n : {1u, 2u, 15u, 16u, 17u, 100u, 1000u}) {
+    std::vector<float> x = random_floats(rng, n, -20, 20);
+    for (size_t i = 1; i < n; i += 3) x[i] = -std::numeric_limits<float>::infinity();
+    std::vector<float> ref = x, y = x;
+    softmax_ref(ref.data(), n);
+    softmax(y.data(), n);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(y[i], ref[i], 1e-6) << "n=" << n << " i=" << i;
+      if (std::isinf(x[i])) {
+        ASSERT_EQ(y[i], 0.0f);
+      }
+    }
+  }
+}
+
+// dot: any summation order errs by at most n * 2^-24 * sum|a_i b_i| (the classic gamma_n bound), so
+// that is the tolerance; integer data additionally must be exact.
+TEST(VectorHelpers, DotAxpyAddMatchDoubleReference) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  for (size_t n : {0u, 1u, 5u, 16u, 31u, 32u, 33u, 64u, 1000u}) {
+    const std::vector<float> a = random_floats(rng, n, -1, 1), b = random_floats(rng, n, -1, 1);
+    double exact = 0, abs_sum = 0;
+    for (size_t i = 0; i < n; ++i) {
+      exact += static_cast<double>(a[i]) * b[i];
+      abs_sum += std::fabs(static_cast<double>(a[i]) * b[i]);
+    }
+    EXPECT_NEAR(dot(a.data(), b.data(), n), exact, static_cast<double>(n) * 0x1p-24 * abs_sum + 1e-30) << n;
+    const std::vector<float> ia = random_ints(rng, n), ib = random_ints(rng, n);
+    double iexact = 0;
+    for (size_t i = 0; i < n; ++i) iexact += static_cast<double>(ia[i]) * ib[i];
+    EXPECT_EQ(dot(ia.data(), ib.data(), n), static_cast<float>(iexact)) << n;
+
+    // axpy and add_inplace are one (possibly fused) operation per element: within 1 ulp of the result.
+    std::vector<float> y = b;
+    axpy(0.37f, a.data(), y.data(), n);
+    for (size_t i = 0; i < n; ++i) {
+      const double e = b[i] + 0.37 * a[i];
+      ASSERT_NEAR(y[i], e, 0x1p-23 * (std::fabs(b[i]) + std::fabs(0.37 * a[i])) + 1e-30) << n << " " << i;
+    }
+    y = b;
+    add_inplace(y.data(), a.data(), n);
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(y[i], b[i] + a[i]) << n << " " << i;
+  }
+}
+
+}  // namespace
+}  // namespace lowbit::kernels
