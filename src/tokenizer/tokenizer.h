@@ -6,13 +6,19 @@
 // Anything outside that subset (WordPiece, Unigram, unknown normalizers ...) is rejected with a
 // lowbit::Error that names the file and the feature, never silently approximated.
 //
-// encode(text, add_special_tokens) returns what transformers' `tokenizer(text,
-// add_special_tokens=...)["input_ids"]` returns for the same folder:
-//   * added tokens (e.g. "<s>", "<|im_start|>") written in the text are matched first, as
+// encode(text, add_special_tokens) returns the ids of Hugging Face `tokenizers` for tokenizer.json
+// (Tokenizer.from_file(...).encode(text, add_special_tokens=...).ids), with the special tokens that
+// transformers' `tokenizer(text, add_special_tokens=...)["input_ids"]` adds:
+//   * added tokens written in the text (e.g. "<s>", "<|im_start|>") are matched first, as
 //     transformers does with split_special_tokens=False;
 //   * add_special_tokens=true adds BOS/EOS. When tokenizer_config.json has `add_bos_token` /
 //     `add_eos_token` (Llama-style tokenizers), those flags decide, as in transformers; otherwise the
-//     tokenizer.json `post_processor` (TemplateProcessing, single sequence) decides.
+//     tokenizer.json `post_processor` (TemplateProcessing, single sequence) decides. Llama-2 and
+//     Mistral: BOS, no EOS. Qwen3: nothing.
+// Known difference: transformers 5's LlamaTokenizer does not use the tokenizer.json pre-tokenizer
+// as written (it rebuilds a Metaspace one) and then differs from `tokenizers` -- and from
+// sentencepiece, which trained lowbit-ref-100m -- on leading and repeated spaces (" a" -> "▁a"
+// instead of "▁▁a"). lowbit follows tokenizer.json, i.e. `tokenizers` and sentencepiece.
 //
 // A Tokenizer is immutable after load() and cheap to copy (shared state); encode/decode are safe to
 // call from several threads at once.
@@ -71,6 +77,7 @@ class Tokenizer {
   // True for added tokens flagged "special" (these are what skip_special_tokens removes).
   bool is_special(int32_t id) const;
 
+  // Internal state, for StreamDecoder and tests.
   const tokenizer_detail::TokenizerImpl& impl() const { return *impl_; }
 
  private:
@@ -80,8 +87,12 @@ class Tokenizer {
 
 // Incremental detokenization for generation: push ids one at a time and receive the text they
 // complete. The concatenation of everything push() and finish() return equals
-// tokenizer.decode(all_ids, skip_special_tokens). Never returns a partial UTF-8 sequence: bytes of a
-// character split over several byte tokens are held until the character is complete.
+// tokenizer.decode(all_ids, skip_special_tokens) whenever the decoded bytes are valid UTF-8. Never
+// returns a partial UTF-8 sequence: bytes of a character split over several byte tokens are held
+// until the character is complete. (For invalid byte sequences both produce U+FFFD, but the count
+// can differ: decode() follows tokenizers' ByteFallback, one U+FFFD per byte token of an invalid
+// run, while the stream replaces each maximal invalid subsequence once. A Strip decoder's trailing
+// `stop` is not applied to streams; no tokenizer we load has one.)
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special_tokens = true);

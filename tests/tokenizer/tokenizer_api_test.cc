@@ -1,6 +1,10 @@
 // The small public surface other stages use: special ids, BOS/EOS policy, vocabulary access.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <random>
+#include <thread>
+
 #include "tokenizer_test_util.h"
 
 namespace lowbit {
@@ -80,6 +84,53 @@ TEST(TokenizerApi, CopiesShareStateAndAreThreadSafe) {
     });
   for (auto& th : threads) th.join();
   EXPECT_EQ(mismatches.load(), 0);
+}
+
+}  // namespace
+}  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+// Long runs (one huge SentencePiece word, one huge regex match, 200k byte-fallback tokens) neither
+// fail nor lose text.
+TEST(TokenizerRobustness, LongRuns) {
+  LOWBIT_REQUIRE_SHARED();
+  for (const std::string folder : {"llama2", "qwen3"}) {
+    const Tokenizer& tok = testing::cached_tokenizer(folder);
+    for (const std::string unit : {" ", "a", "\n", "東", "😀", " \n", "1"}) {
+      std::string text;
+      while (text.size() < 200000) text += unit;
+      const auto ids = tok.encode(text, false);
+      EXPECT_FALSE(ids.empty());
+      EXPECT_EQ(tok.decode(ids), text) << folder << " unit '" << unit << "'";
+    }
+  }
+}
+
+// Random mixtures of scripts, emoji, joiners, whitespace and ASCII round-trip exactly (the pool is
+// NFC-stable and avoids "▁", which SentencePiece tokenizers decode as a space).
+TEST(TokenizerRobustness, RandomTextRoundTrips) {
+  LOWBIT_REQUIRE_SHARED();
+  const std::vector<std::string> pool = {"a", "Z",  "7", " ",  "  ", "\n", "\t",       "\r\n",
+                                         ".", "'s", "é", "東", "京", "😀",  "👍🏽", "\u200d",
+                                         "न", "ि",  "م", "ß",  "{",  "_",  "<",        "Ġ"};
+  std::mt19937 rng(1234);
+  for (const std::string folder : {"llama2", "mistral", "qwen3"}) {
+    const Tokenizer& tok = testing::cached_tokenizer(folder);
+    for (int n = 0; n < 300; ++n) {
+      std::string text;
+      const int len = static_cast<int>(rng() % 40);
+      for (int i = 0; i < len; ++i) text += pool[rng() % pool.size()];
+      EXPECT_EQ(tok.decode(tok.encode(text, false)), text) << folder;
+      // Streaming agrees with the full decode.
+      StreamDecoder stream(tok);
+      std::string streamed;
+      for (const int32_t id : tok.encode(text, true)) streamed += stream.push(id);
+      streamed += stream.finish();
+      EXPECT_EQ(streamed, text) << folder;
+    }
+  }
 }
 
 }  // namespace
