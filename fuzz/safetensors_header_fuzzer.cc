@@ -2,6 +2,7 @@
 // on the input as a whole file (through a memfd). Any input must either be accepted with all invariants
 // holding (every tensor's bytes inside the data section, sized numel * dtype size, no overlaps) or be
 // rejected with lowbit::Error; anything else (a crash, a sanitizer report, another exception) is a bug.
+// Accepted files are also copied through SafetensorsWriter and must read back identical.
 //
 // Build and run (clang, ASan + UBSan; the io sources are compiled with coverage instrumentation):
 //   cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DLOWBIT_FUZZ=ON \
@@ -19,6 +20,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,6 +62,43 @@ void fuzz_header(std::string_view text) {
   }
 }
 
+// An accepted file copied through SafetensorsWriter must read back identical (names needing JSON escapes,
+// odd metadata, empty and scalar tensors, every dtype).
+struct RewriteDir {
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("lowbit_fuzz_rewrite_" + std::to_string(getpid()));
+  ~RewriteDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+void check_rewrite(const lowbit::SafetensorsFile& file) {
+  static const RewriteDir rewrite_dir;
+  const std::filesystem::path& dir = rewrite_dir.path;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  {
+    lowbit::SafetensorsWriter writer(dir);
+    for (const auto& [key, value] : file.metadata()) writer.set_metadata(key, value);
+    for (const std::string& name : file.names()) writer.add(file.get(name));
+    writer.finish();
+  }
+  const lowbit::SafetensorsFile copy(dir / "model.safetensors");
+  if (copy.names() != file.names()) broken("rewrite changed the tensor names");
+  for (const auto& [key, value] : file.metadata()) {
+    const auto it = copy.metadata().find(key);
+    if (it == copy.metadata().end() || it->second != value) broken("rewrite changed the metadata");
+  }
+  for (const std::string& name : file.names()) {
+    const lowbit::TensorView a = file.get(name);
+    const lowbit::TensorView b = copy.get(name);
+    if (a.dtype != b.dtype || a.shape != b.shape || a.nbytes != b.nbytes ||
+        (a.nbytes > 0 && std::memcmp(a.data, b.data, a.nbytes) != 0))
+      broken("rewrite changed a tensor");
+  }
+}
+
 void fuzz_file(const uint8_t* data, size_t size) {
   const int fd = memfd_create("safetensors_fuzz", MFD_CLOEXEC);
   if (fd < 0) return;
@@ -85,6 +125,7 @@ void fuzz_file(const uint8_t* data, size_t size) {
         volatile unsigned sink = sum + (n > 0 ? static_cast<unsigned>(decoded[0] == decoded[0]) : 0u);
         (void)sink;
       }
+      check_rewrite(file);
     } catch (const lowbit::Error&) {
     }
   }

@@ -36,7 +36,7 @@ bool tensor_nbytes(DType t, std::span<const int64_t> shape, uint64_t* nbytes);
 float bf16_to_f32(uint16_t v);
 uint16_t f32_to_bf16(float v);  // round to nearest even, NaN stays NaN
 float f16_to_f32(uint16_t v);
-uint16_t f32_to_f16(float v);  // round to nearest even
+uint16_t f32_to_f16(float v);  // round to nearest even, beyond 65504 (from 65520) to inf as torch does
 float e4m3_to_f32(uint8_t v);
 uint8_t f32_to_e4m3(float v);  // saturating, round to nearest even
 float e5m2_to_f32(uint8_t v);

@@ -91,6 +91,20 @@ TEST(DType, NamesSizesAndParsing) {
   EXPECT_THROW(dtype_size(static_cast<DType>(200)), Error);
 }
 
+TEST(DType, TensorNbytes) {
+  uint64_t n = 0;
+  ASSERT_TRUE(tensor_nbytes(DType::BF16, std::vector<int64_t>{32000, 768}, &n));
+  EXPECT_EQ(n, 32000u * 768u * 2u);
+  ASSERT_TRUE(tensor_nbytes(DType::F32, std::vector<int64_t>{}, &n));  // a scalar
+  EXPECT_EQ(n, 4u);
+  ASSERT_TRUE(tensor_nbytes(DType::I64, std::vector<int64_t>{5, 0}, &n));
+  EXPECT_EQ(n, 0u);
+  EXPECT_FALSE(tensor_nbytes(DType::U8, std::vector<int64_t>{-1}, &n));
+  EXPECT_FALSE(tensor_nbytes(DType::U8, std::vector<int64_t>{int64_t{1} << 62, 2, 0}, &n));
+  EXPECT_FALSE(tensor_nbytes(DType::F32, std::vector<int64_t>{int64_t{1} << 62}, &n));
+  EXPECT_TRUE(tensor_nbytes(DType::U8, std::vector<int64_t>{int64_t{1} << 62, 1}, &n));
+}
+
 // ---- decoding: every code ---------------------------------------------------------------------------------
 
 template <typename Decode>

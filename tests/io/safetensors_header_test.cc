@@ -97,6 +97,10 @@ TEST(SafetensorsHeader, RejectsBadShapes) {
                   {"\"w\"", "too large"});
   expect_rejected("{\"w\":" + entry("F32", "[4611686018427387904]", "[0,0]") + "}", 0,
                   {"\"w\"", "too large"});
+  // Element counts must fit int64 (TensorView::numel) even when a later zero makes the product 0.
+  expect_rejected("{\"w\":" + entry("U8", "[4611686018427387904,2,0]", "[0,0]") + "}", 0,
+                  {"\"w\"", "too large"});
+  expect_rejected("{\"w\":" + entry("U8", "[9223372036854775808]", "[0,0]") + "}", 0, {"\"w\"", "too large"});
 }
 
 TEST(SafetensorsHeader, RejectsBadDataOffsets) {

@@ -220,6 +220,22 @@ TEST(SafetensorsWriter, MetadataAfterAShardWasWrittenIsAnError) {
   EXPECT_EQ(ckpt.metadata().at("early"), "fine");
 }
 
+TEST(SafetensorsWriter, NamesAndMetadataNeedingJsonEscapes) {
+  ScratchDir dir("writer_escapes");
+  const std::string odd = "quote\" back\\slash\nnewline\ttab \x01 caf\xc3\xa9 \xe2\x82\xac";
+  const uint8_t byte = 7;
+  {
+    SafetensorsWriter writer(dir.path());
+    writer.set_metadata(odd, odd);
+    writer.add(odd, DType::U8, {1}, &byte, 1);
+    writer.finish();
+  }
+  SafetensorsFile file(dir / "model.safetensors");
+  EXPECT_EQ(file.names(), std::vector<std::string>{odd});
+  EXPECT_EQ(file.metadata().at(odd), odd);
+  EXPECT_EQ(file.get(odd).as<uint8_t>()[0], 7);
+}
+
 TEST(SafetensorsWriter, EmptyWriterWritesAValidFile) {
   ScratchDir dir("writer_empty");
   SafetensorsWriter writer(dir / "nested" / "out");  // the folder is created
