@@ -14,8 +14,8 @@ namespace {
 
 // A window of the token stream and the positions in it whose next-token prediction is scored.
 struct Window {
-  int64_t begin = 0;        // first token
-  int64_t length = 0;       // tokens run
+  int64_t begin = 0;         // first token
+  int64_t length = 0;        // tokens run
   int64_t first_scored = 0;  // first scored target, as an index into the window (>= 1)
 };
 
@@ -44,7 +44,8 @@ double token_nll(std::span<const float> logits, int32_t target) {
   for (float v : logits) max_logit = std::max(max_logit, v);
   double sum = 0.0;
   for (float v : logits) sum += std::exp(static_cast<double>(v - max_logit));
-  return std::log(sum) + static_cast<double>(max_logit) - static_cast<double>(logits[static_cast<size_t>(target)]);
+  return std::log(sum) + static_cast<double>(max_logit) -
+         static_cast<double>(logits[static_cast<size_t>(target)]);
 }
 
 PerplexityResult perplexity(const runtime::Transformer& model, std::span<const int32_t> tokens,
@@ -80,7 +81,8 @@ PerplexityResult perplexity(const runtime::Transformer& model, std::span<const i
       for (size_t i = b; i < e; ++i) {
         const int64_t target = win.first_scored + static_cast<int64_t>(i);
         const float* row = logits.data() + (target - 1) * vocab;
-        nll[i] = token_nll({row, static_cast<size_t>(vocab)}, tokens[static_cast<size_t>(win.begin + target)]);
+        nll[i] =
+            token_nll({row, static_cast<size_t>(vocab)}, tokens[static_cast<size_t>(win.begin + target)]);
       }
     });
     for (double v : nll) total_nll += v;  // fixed order: the result does not depend on the thread count
@@ -101,8 +103,9 @@ PerplexityResult perplexity(const runtime::Transformer& model, std::span<const i
   return r;
 }
 
-PerplexityResult perplexity(const runtime::Transformer& model, const Tokenizer& tokenizer, std::string_view text,
-                            const PerplexityOptions& options, const PerplexityCallback& progress) {
+PerplexityResult perplexity(const runtime::Transformer& model, const Tokenizer& tokenizer,
+                            std::string_view text, const PerplexityOptions& options,
+                            const PerplexityCallback& progress) {
   const std::vector<int32_t> tokens = tokenizer.encode(text, /*add_special_tokens=*/true);
   return perplexity(model, tokens, options, progress);
 }

@@ -25,8 +25,8 @@
 namespace lowbit::eval {
 
 struct PerplexityOptions {
-  int64_t ctx = 2048;     // window length in tokens (>= 2)
-  int64_t stride = 0;     // 0: non-overlapping windows (the papers' method); else the sliding variant
+  int64_t ctx = 2048;      // window length in tokens (>= 2)
+  int64_t stride = 0;      // 0: non-overlapping windows (the papers' method); else the sliding variant
   int64_t max_tokens = 0;  // > 0: only the first max_tokens tokens of the text are used
 };
 
@@ -52,8 +52,9 @@ PerplexityResult perplexity(const runtime::Transformer& model, std::span<const i
                             const PerplexityOptions& options, const PerplexityCallback& progress = {});
 
 // Tokenizes `text` as a whole (with special tokens) and scores it.
-PerplexityResult perplexity(const runtime::Transformer& model, const Tokenizer& tokenizer, std::string_view text,
-                            const PerplexityOptions& options, const PerplexityCallback& progress = {});
+PerplexityResult perplexity(const runtime::Transformer& model, const Tokenizer& tokenizer,
+                            std::string_view text, const PerplexityOptions& options,
+                            const PerplexityCallback& progress = {});
 
 // Negative log-likelihood (nats) of `target` under softmax(logits), computed stably (max subtracted, sum in
 // double).

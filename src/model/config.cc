@@ -101,8 +101,8 @@ RopeScaling parse_rope_scaling(const json& r, const std::string& source, const c
     s.high_freq_factor = need("high_freq_factor");
     s.original_max_position_embeddings = static_cast<int64_t>(need("original_max_position_embeddings"));
     if (s.high_freq_factor <= s.low_freq_factor) {
-      fail("{}: {}: high_freq_factor ({}) must exceed low_freq_factor ({})", source, field, s.high_freq_factor,
-           s.low_freq_factor);
+      fail("{}: {}: high_freq_factor ({}) must exceed low_freq_factor ({})", source, field,
+           s.high_freq_factor, s.low_freq_factor);
     }
   } else {
     fail("{}: {}: rope_type '{}' is not supported (supported: default, linear, llama3)", source, field, type);
@@ -142,8 +142,9 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
   for (const Arch& a : kArchitectures) {
     if (c.architecture == a.architecture) arch = &a;
   }
-  if (!arch) fail("{}: architecture '{}' is not supported (supported: {})", source, c.architecture,
-                  supported_architectures());
+  if (!arch)
+    fail("{}: architecture '{}' is not supported (supported: {})", source, c.architecture,
+         supported_architectures());
   if (c.model_type.empty()) c.model_type = arch->model_type;
   const bool llama = c.model_type == "llama";
   const bool qwen2 = c.model_type == "qwen2";
@@ -155,9 +156,12 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
   c.num_heads = f.required_int("num_attention_heads");
   c.num_kv_heads = f.int_or("num_key_value_heads", c.num_heads);
   c.max_position_embeddings = f.int_or("max_position_embeddings", c.max_position_embeddings);
-  for (auto [name, v] : {std::pair{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
-                         {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", c.num_layers},
-                         {"num_attention_heads", c.num_heads}, {"num_key_value_heads", c.num_kv_heads}}) {
+  for (auto [name, v] : {std::pair{"vocab_size", c.vocab_size},
+                         {"hidden_size", c.hidden_size},
+                         {"intermediate_size", c.intermediate_size},
+                         {"num_hidden_layers", c.num_layers},
+                         {"num_attention_heads", c.num_heads},
+                         {"num_key_value_heads", c.num_kv_heads}}) {
     if (v <= 0) fail("{}: field '{}' must be positive, got {}", source, name, v);
   }
   if (c.num_heads % c.num_kv_heads != 0) {
@@ -233,7 +237,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
 
 ModelConfig ModelConfig::load(const std::filesystem::path& dir) {
   const std::filesystem::path path = dir / "config.json";
-  if (!std::filesystem::exists(path)) fail("{}: not found (is {} a model folder?)", path.string(), dir.string());
+  if (!std::filesystem::exists(path))
+    fail("{}: not found (is {} a model folder?)", path.string(), dir.string());
   json j;
   try {
     j = json::parse(read_file(path));
@@ -267,8 +272,8 @@ std::vector<float> ModelConfig::rope_inv_freq() const {
     for (float& v : inv) {
       const float wavelen = f32(2.0 * std::numbers::pi) / v;
       const float scaled = wavelen > low_freq_wavelen ? v / factor : v;
-      const float smooth =
-          (f32(old_len) / wavelen - f32(rope.low_freq_factor)) / f32(rope.high_freq_factor - rope.low_freq_factor);
+      const float smooth = (f32(old_len) / wavelen - f32(rope.low_freq_factor)) /
+                           f32(rope.high_freq_factor - rope.low_freq_factor);
       const float smoothed = (1.0f - smooth) * scaled / factor + smooth * scaled;
       const bool medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
       v = medium ? smoothed : scaled;

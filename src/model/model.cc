@@ -22,12 +22,14 @@ class CheckpointStore : public TensorStore {
   Checkpoint checkpoint_;
 };
 
-bool is_float_dtype(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }
+bool is_float_dtype(DType t) {
+  return t == DType::F32 || t == DType::BF16 || t == DType::F16;
+}
 
 }  // namespace
 
-void MemoryTensorStore::add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data,
-                            size_t nbytes) {
+void MemoryTensorStore::add(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                            const void* data, size_t nbytes) {
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
   if (static_cast<size_t>(numel) * dtype_size(dtype) != nbytes) {
@@ -125,10 +127,11 @@ void Model::bind() {
   }
 }
 
-void Model::for_each_linear(const std::function<void(const LinearModule&)>& fn, bool include_tied_lm_head) const {
+void Model::for_each_linear(const std::function<void(const LinearModule&)>& fn,
+                            bool include_tied_lm_head) const {
   for (const LayerWeights& l : layers_) {
-    for (const LinearModule* m : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj,
-                                  &l.down_proj}) {
+    for (const LinearModule* m :
+         {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj}) {
       fn(*m);
     }
   }

@@ -87,7 +87,8 @@ class Model {
 
   // Visits every linear module in forward order (per layer: q, k, v, o, gate, up, down; then lm_head,
   // unless it is tied to the embeddings and `include_tied_lm_head` is false).
-  void for_each_linear(const std::function<void(const LinearModule&)>& fn, bool include_tied_lm_head = false) const;
+  void for_each_linear(const std::function<void(const LinearModule&)>& fn,
+                       bool include_tied_lm_head = false) const;
   // Visits every tensor of the store (sorted by name), including ones the runtime does not use.
   void for_each_tensor(const std::function<void(const std::string& name, const TensorView&)>& fn) const;
 

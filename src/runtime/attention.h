@@ -1,7 +1,9 @@
 // Causal grouped-query attention over the KV cache: softmax(q k^T / sqrt(head_dim)) v, where query head h
-// reads KV head h / (num_heads / num_kv_heads) (transformers' repeat_kv). Work is split over heads and
-// blocks of queries in the global thread pool; blocks of queries use single-threaded sgemm for scores
-// and for the weighted sum of values, and each block only computes scores for the keys it can see.
+// reads KV head h / (num_heads / num_kv_heads) (transformers' repeat_kv). Prefill splits the work into
+// (block of 64 queries) x (KV head) tasks in the global thread pool; a task stacks the queries of all heads
+// sharing the KV head into one matrix, so each task is two single-threaded sgemm calls (scores, weighted
+// values) that only cover the keys its block can see. Decode (one query) runs head by head with vector
+// kernels.
 #pragma once
 
 #include <cstdint>

@@ -15,7 +15,9 @@ GenerateResult generate(const Transformer& transformer, std::span<const int32_t>
     for (int64_t id : transformer.config().eos_token_ids) stop.push_back(static_cast<int32_t>(id));
   }
   using Clock = std::chrono::steady_clock;
-  auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
 
   GenerateResult result;
   result.prompt_tokens = static_cast<int64_t>(prompt.size());

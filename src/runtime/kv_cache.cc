@@ -33,8 +33,10 @@ void KVCache::store(int64_t layer, int64_t first, int64_t count, const float* k,
     float* kd = keys(layer, g) + first * head_dim_;
     float* vd = values(layer, g) + first * head_dim_;
     for (int64_t t = 0; t < count; ++t) {
-      std::memcpy(kd + t * head_dim_, k + t * row + g * head_dim_, static_cast<size_t>(head_dim_) * sizeof(float));
-      std::memcpy(vd + t * head_dim_, v + t * row + g * head_dim_, static_cast<size_t>(head_dim_) * sizeof(float));
+      std::memcpy(kd + t * head_dim_, k + t * row + g * head_dim_,
+                  static_cast<size_t>(head_dim_) * sizeof(float));
+      std::memcpy(vd + t * head_dim_, v + t * row + g * head_dim_,
+                  static_cast<size_t>(head_dim_) * sizeof(float));
     }
   }
 }

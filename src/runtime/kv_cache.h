@@ -22,7 +22,9 @@ class KVCache {
   float* keys(int64_t layer, int64_t kv_head) { return data_.data() + offset(layer, kv_head, 0); }
   float* values(int64_t layer, int64_t kv_head) { return data_.data() + offset(layer, kv_head, 1); }
   const float* keys(int64_t layer, int64_t kv_head) const { return data_.data() + offset(layer, kv_head, 0); }
-  const float* values(int64_t layer, int64_t kv_head) const { return data_.data() + offset(layer, kv_head, 1); }
+  const float* values(int64_t layer, int64_t kv_head) const {
+    return data_.data() + offset(layer, kv_head, 1);
+  }
 
   // Stores `count` tokens at positions [first, first + count) of `layer`. k and v are [count][kv_heads *
   // head_dim] (the k_proj / v_proj output layout).

@@ -17,7 +17,8 @@ int32_t argmax(std::span<const float> logits) {
 }
 
 Sampler::Sampler(const SamplerOptions& options) : options_(options), state_(options.seed) {
-  if (!(options.top_p > 0.0f && options.top_p <= 1.0f)) fail("top_p must be in (0, 1], got {}", options.top_p);
+  if (!(options.top_p > 0.0f && options.top_p <= 1.0f))
+    fail("top_p must be in (0, 1], got {}", options.top_p);
   if (options.top_k < 0) fail("top_k must be >= 0, got {}", options.top_k);
   if (std::isnan(options.temperature)) fail("temperature is NaN");
 }
@@ -38,11 +39,13 @@ int32_t Sampler::sample(std::span<const float> logits) {
   candidates_.clear();
   candidates_.reserve(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) candidates_.emplace_back(logits[i], static_cast<int32_t>(i));
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  auto by_logit = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
   size_t keep = candidates_.size();
   if (options_.top_k > 0) keep = std::min(keep, static_cast<size_t>(options_.top_k));
-  std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(keep), candidates_.end(),
-                    by_logit);
+  std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(keep),
+                    candidates_.end(), by_logit);
   candidates_.resize(keep);
 
   const double max_logit = candidates_.front().first;

@@ -41,22 +41,25 @@ Transformer::Transformer(const Model& model, const LinearFactory& make_linear)
 
 Session::Session(const Transformer& transformer, int64_t capacity)
     : tf_(transformer),
-      cache_(transformer.config().num_layers, transformer.config().num_kv_heads, transformer.config().head_dim,
-             capacity) {}
+      cache_(transformer.config().num_layers, transformer.config().num_kv_heads,
+             transformer.config().head_dim, capacity) {}
 
 void Session::forward(std::span<const int32_t> tokens, Logits which, std::vector<float>* logits) {
   const int64_t vocab = tf_.config().vocab_size;
   const int64_t n = static_cast<int64_t>(tokens.size());
   for (int64_t i = 0; i < n; ++i) {
     if (tokens[static_cast<size_t>(i)] < 0 || tokens[static_cast<size_t>(i)] >= vocab) {
-      fail("token id {} at index {} is outside the model's vocabulary (vocab_size {})", tokens[static_cast<size_t>(i)],
-           i, vocab);
+      fail("token id {} at index {} is outside the model's vocabulary (vocab_size {})",
+           tokens[static_cast<size_t>(i)], i, vocab);
     }
   }
   if (which != Logits::None && !logits) fail("Session::forward: logits requested without an output vector");
   if (which == Logits::All) logits->resize(static_cast<size_t>(n * vocab));
   if (which == Logits::Last) logits->resize(static_cast<size_t>(vocab));
-  if (n == 0) return;
+  if (n == 0) {
+    if (which == Logits::Last) fail("Session::forward: no tokens given, so there are no last logits");
+    return;
+  }
   cache_.reserve(position_ + n);
   for (int64_t begin = 0; begin < n; begin += max_chunk()) {
     const int64_t count = std::min(max_chunk(), n - begin);
@@ -87,7 +90,8 @@ void Session::forward_chunk(const int32_t* tokens, int64_t count, Logits which, 
   float* gate = sized(gate_, count * c.intermediate_size);
   float* up = sized(up_, count * c.intermediate_size);
 
-  for (int64_t t = 0; t < count; ++t) kernels::weight_row_to_f32(tf_.embeddings(), tokens[t], x + t * hidden);
+  for (int64_t t = 0; t < count; ++t)
+    kernels::convert_rows_to_f32(tf_.embeddings(), tokens[t], 1, x + t * hidden);
   rope_angles(tf_.inv_freq(), position_, count, &angles_);
 
   for (int64_t li = 0; li < c.num_layers; ++li) {

@@ -52,9 +52,10 @@ TEST_F(PerplexityTest, NonOverlappingWindowsDropThePartialOne) {
   PerplexityOptions o;
   o.ctx = 16;
   std::vector<PerplexityProgress> seen;
-  const PerplexityResult r = perplexity(*tf_, tokens_, o, [&](const PerplexityProgress& p) { seen.push_back(p); });
-  EXPECT_EQ(r.windows, 6);       // 100 / 16, the last 4 tokens dropped
-  EXPECT_EQ(r.tokens, 6 * 15);   // ctx - 1 predictions per window
+  const PerplexityResult r =
+      perplexity(*tf_, tokens_, o, [&](const PerplexityProgress& p) { seen.push_back(p); });
+  EXPECT_EQ(r.windows, 6);      // 100 / 16, the last 4 tokens dropped
+  EXPECT_EQ(r.tokens, 6 * 15);  // ctx - 1 predictions per window
   EXPECT_EQ(r.text_tokens, 100);
   double want = 0;
   for (int64_t w = 0; w < 6; ++w) want += naive_nll(w * 16, w * 16 + 16, w * 16 + 1);
@@ -84,7 +85,8 @@ TEST_F(PerplexityTest, StridedWindowsScoreEveryTokenOnce) {
   o.stride = 8;
   tokens_.resize(50);
   const PerplexityResult r = perplexity(*tf_, tokens_, o);
-  // Windows [0,16) [8,24) [16,32) [24,40) [32,48) [40,50): 15 + 4 * 8 + 2 targets = every token but the first.
+  // Windows [0,16) [8,24) [16,32) [24,40) [32,48) [40,50): 15 + 4 * 8 + 2 targets = every token but the
+  // first.
   EXPECT_EQ(r.windows, 6);
   EXPECT_EQ(r.tokens, 49);
   double want = naive_nll(0, 16, 1);
@@ -98,7 +100,7 @@ TEST_F(PerplexityTest, StrideEqualToCtxKeepsTheFinalPartialWindow) {
   o.ctx = 16;
   o.stride = 16;
   const PerplexityResult r = perplexity(*tf_, tokens_, o);
-  EXPECT_EQ(r.windows, 7);           // 6 full windows + [96, 100)
+  EXPECT_EQ(r.windows, 7);  // 6 full windows + [96, 100)
   EXPECT_EQ(r.tokens, 6 * 15 + 3);
 }
 

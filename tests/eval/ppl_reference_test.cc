@@ -20,8 +20,8 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 // Runs the first `windows` windows of fixture result `name` and compares the NLL sum (relative `tol`).
-void check(const std::string& fixture, const std::string& name, const fs::path& model_dir, const fs::path& text,
-           int64_t windows, double tol) {
+void check(const std::string& fixture, const std::string& name, const fs::path& model_dir,
+           const fs::path& text, int64_t windows, double tol) {
   const fs::path path = fs::path(LOWBIT_FIXTURES_DIR) / "ppl" / fixture;
   if (!fs::exists(path)) GTEST_SKIP() << "no fixture " << path;
   if (!fs::exists(model_dir / "config.json")) GTEST_SKIP() << "model folder absent: " << model_dir;
@@ -51,19 +51,21 @@ void check(const std::string& fixture, const std::string& name, const fs::path& 
   std::printf("%s %s: %lld windows, nll sum %.6f vs transformers %.6f (rel %.2g), ppl %.4f, %.2f s\n",
               fixture.c_str(), name.c_str(), static_cast<long long>(windows), total, want,
               std::abs(total - want) / want, got.ppl, got.seconds);
-  if (windows == all_windows) EXPECT_NEAR(got.ppl, r.at("ppl").get<double>(), tol * got.ppl);
+  if (windows == all_windows) {
+    EXPECT_NEAR(got.ppl, r.at("ppl").get<double>(), tol * got.ppl);
+  }
 }
 
 TEST(PerplexityReference, Ref100mHeldoutFirstWindows) {
   const fs::path shared(LOWBIT_SHARED_DIR);
-  check("ref100m.json", "ref100m_heldout", shared / "models/lowbit-ref-100m", shared / "data/eval/ref100m_heldout.txt",
-        2, 1e-4);
+  check("ref100m.json", "ref100m_heldout", shared / "models/lowbit-ref-100m",
+        shared / "data/eval/ref100m_heldout.txt", 2, 1e-4);
 }
 
 TEST(PerplexityReference, Stories260KWhole) {
   const fs::path src(LOWBIT_SOURCE_DIR);
-  check("stories260K.json", "tinystories_sample", src / "models/stories260K", src / "data/demo/tinystories_sample.txt",
-        1 << 30, 1e-4);
+  check("stories260K.json", "tinystories_sample", src / "models/stories260K",
+        src / "data/demo/tinystories_sample.txt", 1 << 30, 1e-4);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // ModelConfig parsing (architectures, defaults, GQA, biases, rope variants, errors) and the RoPE inverse
-// frequencies / cos / sin against transformers (tests/fixtures/rope/rope.json, tools/reference/rope_fixtures.py).
+// frequencies / cos / sin against transformers (tests/fixtures/rope/rope.json,
+// tools/reference/rope_fixtures.py).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -138,8 +139,11 @@ TEST(ModelConfig, RopeScalingVariants) {
   EXPECT_EQ(c.rope.type, RopeType::Linear);
   EXPECT_DOUBLE_EQ(c.rope.factor, 2.0);
 
-  j["rope_scaling"] = {{"rope_type", "llama3"},         {"factor", 8.0}, {"low_freq_factor", 1.0},
-                       {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  j["rope_scaling"] = {{"rope_type", "llama3"},
+                       {"factor", 8.0},
+                       {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0},
+                       {"original_max_position_embeddings", 8192}};
   c = ModelConfig::from_json(j);
   EXPECT_EQ(c.rope.type, RopeType::Llama3);
   EXPECT_DOUBLE_EQ(c.rope.factor, 8.0);
@@ -158,8 +162,8 @@ TEST(ModelConfig, Errors) {
   EXPECT_NE(msg.find("GPT2LMHeadModel"), std::string::npos) << msg;
   EXPECT_NE(msg.find("LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"), std::string::npos) << msg;
 
-  for (const char* field : {"hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size",
-                            "intermediate_size"}) {
+  for (const char* field :
+       {"hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size"}) {
     j = llama_base();
     j.erase(field);
     msg = error_of([&] { ModelConfig::from_json(j, "/m/config.json"); });

@@ -1,6 +1,7 @@
 // The fp32 forward pass against transformers' logits on real checkpoints (tests/fixtures/logits/*.json,
 // tools/reference/make_logits_fixtures.py; format in /work/notes/fixtures.md): lowbit-ref-100m (bf16,
-// GQA 12/4, tied embeddings; skipped without the shared assets) and the bundled stories260K folder.
+// GQA 12/4, tied embeddings; skipped without the shared assets) and the bundled stories260K folder (against
+// transformers and against llama2.c's own forward, tools/reference/llama2c_reference.py).
 // Each prompt runs as one prefill and token by token through the KV cache.
 #include <gtest/gtest.h>
 
@@ -64,11 +65,13 @@ void check_rows(const json& p, const float* logits, int64_t first, int64_t rows,
     }
   }
   auto compare = [&](const json& ref, const float* got, int64_t n_rows) {
-    const auto want = read_f32(fixtures / ref.at("file").get<std::string>(), static_cast<size_t>(n_rows * vocab));
+    const auto want =
+        read_f32(fixtures / ref.at("file").get<std::string>(), static_cast<size_t>(n_rows * vocab));
     double worst = 0;
-    for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(static_cast<double>(got[i]) - want[i]));
+    for (size_t i = 0; i < want.size(); ++i)
+      worst = std::max(worst, std::abs(static_cast<double>(got[i]) - want[i]));
     EXPECT_LE(worst, tol) << ref.at("file");
-    std::printf("%s: max |logit - transformers| = %.3g\n", ref.at("file").get<std::string>().c_str(), worst);
+    std::printf("%s: max |logit - reference| = %.3g\n", ref.at("file").get<std::string>().c_str(), worst);
   };
   const int64_t n = static_cast<int64_t>(argmax.size());
   if (first + rows == n) compare(p.at("last_logits"), logits + (rows - 1) * vocab, 1);
@@ -105,6 +108,12 @@ void check_model(const fs::path& model_dir, const std::string& tag, double tol) 
 
 TEST(ReferenceLogits, LowbitRef100m) {
   check_model(fs::path(LOWBIT_SHARED_DIR) / "models/lowbit-ref-100m", "ref100m", 1e-3);
+}
+
+// The llama2.c original run by a numpy port of run.c (float64) on stories260K.bin, against lowbit's forward
+// on the converted folder: checks the RoPE row permutation of the import as much as the forward pass.
+TEST(ReferenceLogits, Stories260KAgainstLlama2c) {
+  check_model(fs::path(LOWBIT_SOURCE_DIR) / "models/stories260K", "llama2c_stories260K", 1e-4);
 }
 
 TEST(ReferenceLogits, Stories260K) {

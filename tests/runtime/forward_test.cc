@@ -9,8 +9,8 @@
 
 #include "model/model.h"
 #include "runtime/generate.h"
-#include "runtime/transformer.h"
 #include "runtime/tiny_model.h"
+#include "runtime/transformer.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -29,7 +29,8 @@ std::vector<int32_t> some_tokens(int64_t n, int64_t vocab, uint32_t seed = 7) {
 
 double max_abs_diff(const float* got, const std::vector<double>& want) {
   double worst = 0;
-  for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(static_cast<double>(got[i]) - want[i]));
+  for (size_t i = 0; i < want.size(); ++i)
+    worst = std::max(worst, std::abs(static_cast<double>(got[i]) - want[i]));
   return worst;
 }
 
@@ -48,11 +49,14 @@ void check_against_naive(const TinySpec& spec, int64_t n, double tol) {
   ASSERT_EQ(logits.size(), static_cast<size_t>(n * spec.vocab));
   EXPECT_EQ(session.position(), n);
   for (int64_t t = 0; t < n; ++t) {
-    EXPECT_LE(max_abs_diff(logits.data() + t * spec.vocab, want[static_cast<size_t>(t)]), tol) << "position " << t;
+    EXPECT_LE(max_abs_diff(logits.data() + t * spec.vocab, want[static_cast<size_t>(t)]), tol)
+        << "position " << t;
   }
 }
 
-TEST(Forward, LlamaGqaMatchesNaive) { check_against_naive(TinySpec{}, 20, 1e-4); }
+TEST(Forward, LlamaGqaMatchesNaive) {
+  check_against_naive(TinySpec{}, 20, 1e-4);
+}
 
 TEST(Forward, MultiHeadNoGqaTiedEmbeddingsWithBiases) {
   TinySpec s;
@@ -84,8 +88,11 @@ TEST(Forward, Bf16WeightsAndLlama3Rope) {
   TinySpec s;
   s.dtype = DType::BF16;
   s.seed = 5;
-  s.rope_scaling = {{"rope_type", "llama3"},       {"factor", 8.0}, {"low_freq_factor", 1.0},
-                    {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}};
+  s.rope_scaling = {{"rope_type", "llama3"},
+                    {"factor", 8.0},
+                    {"low_freq_factor", 1.0},
+                    {"high_freq_factor", 4.0},
+                    {"original_max_position_embeddings", 64}};
   check_against_naive(s, 21, 1e-4);
 }
 
@@ -98,7 +105,9 @@ TEST(Forward, F16WeightsAndLinearRope) {
 }
 
 // Several query blocks in attention and two internal chunks (> Session::max_chunk() tokens).
-TEST(Forward, LongInputAcrossChunks) { check_against_naive(TinySpec{}, runtime::Session::max_chunk() + 88, 2e-4); }
+TEST(Forward, LongInputAcrossChunks) {
+  check_against_naive(TinySpec{}, runtime::Session::max_chunk() + 88, 2e-4);
+}
 
 // Prefill of the whole sequence, token-by-token decode, and uneven chunks must give the same logits.
 TEST(Forward, PrefillEqualsIncrementalDecode) {
@@ -130,8 +139,9 @@ TEST(Forward, PrefillEqualsIncrementalDecode) {
   std::vector<float> part;
   int64_t begin = 0;
   for (int64_t len : {1, 70, 79}) {
-    mixed.forward(std::span<const int32_t>(tokens).subspan(static_cast<size_t>(begin), static_cast<size_t>(len)),
-                  runtime::Logits::All, &part);
+    mixed.forward(
+        std::span<const int32_t>(tokens).subspan(static_cast<size_t>(begin), static_cast<size_t>(len)),
+        runtime::Logits::All, &part);
     for (int64_t t = 0; t < len; ++t) {
       for (int64_t i = 0; i < spec.vocab; ++i) {
         ASSERT_NEAR(part[static_cast<size_t>(t * spec.vocab + i)],
@@ -185,7 +195,8 @@ TEST(Model, ValidatesTensorsAgainstConfig) {
     Model::open(tmp.path());
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("model.layers.0.mlp.gate_proj.weight"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.mlp.gate_proj.weight"), std::string::npos)
+        << e.what();
   }
   // Qwen2 requires q/k/v biases, which this Llama checkpoint lacks.
   cfg = tiny.config;

@@ -4,6 +4,7 @@
 // Shared by the runtime and eval tests.
 #pragma once
 
+#include <unistd.h>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -11,7 +12,6 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "io/dtype.h"
