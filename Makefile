@@ -4,7 +4,7 @@ JOBS      ?= $(shell nproc)
 LOWBIT    := $(BUILD_DIR)/lowbit
 DEMO_MODEL := models/stories260K
 
-.PHONY: all deps configure build demo test bench format clean
+.PHONY: all deps configure build build-cli demo test bench format clean
 
 all: build
 
@@ -17,8 +17,12 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD_DIR) -j$(JOBS)
 
+# Only the lowbit binary and what it links (no tests, benchmarks or CUDA kernels): the quick path to a demo.
+build-cli: configure
+	@cmake --build $(BUILD_DIR) -j$(JOBS) --target lowbit
+
 # The main job on the bundled model: generate a story, then measure perplexity on the demo text.
-demo: build
+demo: build-cli
 	@echo "== lowbit generate (bundled $(DEMO_MODEL)) =="
 	$(LOWBIT) generate $(DEMO_MODEL) --prompt "Once upon a time" --max-tokens 120 --seed 42
 	@echo
