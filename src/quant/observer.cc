@@ -34,8 +34,9 @@ float fake_quant_one(float x, float scale, float zp, const QuantArgs& args, Comp
 
 // The search itself, over cells given by cell_of(row, col).
 template <typename CellOf>
-void mse_search(const float* x, int64_t rows, int64_t cols, int64_t cells, CellOf cell_of, const QuantArgs& args,
-                const MseOptions& o, ComputeDType dt, float* best_min, float* best_max) {
+void mse_search(const float* x, int64_t rows, int64_t cols, int64_t cells, CellOf cell_of,
+                const QuantArgs& args, const MseOptions& o, ComputeDType dt, float* best_min,
+                float* best_max) {
   const std::vector<float> v = detail::inputs_in(x, rows * cols, dt);
   std::vector<float> lo(static_cast<size_t>(cells), INFINITY), hi(static_cast<size_t>(cells), -INFINITY);
   for (int64_t r = 0; r < rows; ++r) {
@@ -72,7 +73,8 @@ void mse_search(const float* x, int64_t rows, int64_t cols, int64_t cells, CellO
     }
     bool improved = false;
     for (size_t i = 0; i < err.size(); ++i) {
-      const double e = dt == ComputeDType::BF16 ? round_to_bf16(static_cast<float>(err[i])) : static_cast<float>(err[i]);
+      const double e =
+          dt == ComputeDType::BF16 ? round_to_bf16(static_cast<float>(err[i])) : static_cast<float>(err[i]);
       if (e < best_err[i]) {
         best_err[i] = e;
         best_min[i] = smin[i];
@@ -91,13 +93,15 @@ void mse_search(const float* x, int64_t rows, int64_t cols, int64_t cells, CellO
 }  // namespace
 
 ObserverKind observer_kind(const QuantArgs& args, bool for_weights) {
-  const std::string name = args.observer.value_or("memoryless_minmax");
+  const std::string name = args.observer.empty() ? "memoryless_minmax" : args.observer;
   if (name == "memoryless_minmax" || name == "memoryless") return ObserverKind::MemorylessMinMax;
-  if (name == "static_minmax") return for_weights ? ObserverKind::MemorylessMinMax : ObserverKind::StaticMinMax;
+  if (name == "static_minmax")
+    return for_weights ? ObserverKind::MemorylessMinMax : ObserverKind::StaticMinMax;
   if (name == "minmax") return for_weights ? ObserverKind::MemorylessMinMax : ObserverKind::MovingMinMax;
   if (name == "memoryless_mse") return ObserverKind::MemorylessMse;
   if (name == "mse") return for_weights ? ObserverKind::MemorylessMse : ObserverKind::MovingMse;
-  fail("observer '{}' is not supported; use memoryless_minmax, static_minmax, minmax, memoryless_mse or mse", name);
+  fail("observer '{}' is not supported; use memoryless_minmax, static_minmax, minmax, memoryless_mse or mse",
+       name);
 }
 
 MseOptions mse_options(const QuantArgs& args) {
@@ -112,19 +116,22 @@ MseOptions mse_options(const QuantArgs& args) {
     fail("observer_kwargs {} has a field of the wrong type", kw.dump());
   }
   if (o.grid <= 0) fail("observer_kwargs: grid must be > 0, got {}", o.grid);
-  if (o.maxshrink < 0 || o.maxshrink > 1) fail("observer_kwargs: maxshrink must be in [0, 1], got {}", o.maxshrink);
+  if (o.maxshrink < 0 || o.maxshrink > 1)
+    fail("observer_kwargs: maxshrink must be in [0, 1], got {}", o.maxshrink);
   return o;
 }
 
 void observe_mse_ref(const float* x, const ScaleGrid& grid, const QuantArgs& args, const MseOptions& options,
                      ComputeDType dt, float* min_vals, float* max_vals) {
-  mse_search(x, grid.rows, grid.cols, grid.size(), [&](int64_t r, int64_t c) { return grid.index(r, c); }, args,
-             options, dt, min_vals, max_vals);
+  mse_search(
+      x, grid.rows, grid.cols, grid.size(), [&](int64_t r, int64_t c) { return grid.index(r, c); }, args,
+      options, dt, min_vals, max_vals);
 }
 
 ActivationObserver::ActivationObserver(const QuantArgs& args, int64_t features, ComputeDType dt)
     : args_(args), features_(features), dt_(dt), kind_(observer_kind(args, false)) {
-  if (args.is_dynamic()) fail("dynamic activation quantization ({}) has no calibration observer", describe(args));
+  if (args.is_dynamic())
+    fail("dynamic activation quantization ({}) has no calibration observer", describe(args));
   int64_t cells = 1;
   if (args.strategy == QuantStrategy::Group) {
     const int gs = args.group_size.value_or(0);
@@ -133,7 +140,8 @@ ActivationObserver::ActivationObserver(const QuantArgs& args, int64_t features, 
     }
     cells = features / gs;
   } else if (args.strategy != QuantStrategy::Tensor) {
-    fail("static activation quantization supports tensor and group strategies, not {}", to_string(args.strategy));
+    fail("static activation quantization supports tensor and group strategies, not {}",
+         to_string(args.strategy));
   }
   const nlohmann::json kw = nlohmann::json::parse(args.observer_kwargs_json);
   if (kw.contains("averaging_constant")) averaging_constant_ = kw["averaging_constant"].get<float>();

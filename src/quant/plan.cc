@@ -25,7 +25,9 @@ std::string vllm_module_type(const std::string& type) {
   return type.find("ExpertMLP") == std::string::npos && (router || gate) ? "Linear" : type;
 }
 
-std::string shape_string(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string shape_string(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 void check_group_divides(const PlannedModule& m, const QuantScheme& s) {
   if (!s.weights || m.weight_shape.size() < 2) return;
@@ -34,9 +36,10 @@ void check_group_divides(const PlannedModule& m, const QuantScheme& s) {
   const int64_t in = m.weight_shape.back();
   const int gs = w.group_size.value_or(0);
   if (gs <= 0 || in % gs != 0) {
-    fail("{} (weight shape {}): group size {} does not divide the input dimension {}; choose a group size "
-         "that divides it (e.g. --group-size 32/64/128 or -1 for per channel) or ignore this module",
-         m.name, shape_string(m.weight_shape), gs, in);
+    fail(
+        "{} (weight shape {}): group size {} does not divide the input dimension {}; choose a group size "
+        "that divides it (e.g. --group-size 32/64/128 or -1 for per channel) or ignore this module",
+        m.name, shape_string(m.weight_shape), gs, in);
   }
 }
 
@@ -44,9 +47,12 @@ void check_group_divides(const PlannedModule& m, const QuantScheme& s) {
 
 std::string_view to_string(ModuleDecision d) {
   switch (d) {
-    case ModuleDecision::Quantized: return "quantized";
-    case ModuleDecision::Ignored: return "ignored";
-    case ModuleDecision::NotTargeted: return "not targeted";
+    case ModuleDecision::Quantized:
+      return "quantized";
+    case ModuleDecision::Ignored:
+      return "ignored";
+    case ModuleDecision::NotTargeted:
+      return "not targeted";
   }
   return "?";
 }
@@ -62,7 +68,8 @@ const QuantScheme* QuantPlan::scheme_for(std::string_view module) const {
 }
 
 int QuantPlan::count(ModuleDecision d) const {
-  return static_cast<int>(std::count_if(modules.begin(), modules.end(), [&](const auto& m) { return m.decision == d; }));
+  return static_cast<int>(
+      std::count_if(modules.begin(), modules.end(), [&](const auto& m) { return m.decision == d; }));
 }
 
 QuantPlan resolve_plan(const QuantRecipe& recipe, const std::vector<ModuleInfo>& modules) {
@@ -101,8 +108,8 @@ QuantPlan resolve_plan(const QuantRecipe& recipe, const std::vector<ModuleInfo>&
     p.name = m.name;
     p.type = m.type();
     p.weight_shape = m.weight_shape;
-    const bool targeted =
-        std::any_of(targets.begin(), targets.end(), [&](const auto& t) { return matcher.is_match(m, t.first); });
+    const bool targeted = std::any_of(targets.begin(), targets.end(),
+                                      [&](const auto& t) { return matcher.is_match(m, t.first); });
     if (!targeted) {
       plan.modules.push_back(std::move(p));
       continue;
@@ -140,17 +147,20 @@ QuantPlan resolve_plan(const QuantRecipe& recipe, const std::vector<ModuleInfo>&
   }
 
   const auto matches_nothing = [&](const std::string& pattern) {
-    return std::none_of(modules.begin(), modules.end(), [&](const ModuleInfo& m) { return matcher.is_match(m, pattern); });
+    return std::none_of(modules.begin(), modules.end(),
+                        [&](const ModuleInfo& m) { return matcher.is_match(m, pattern); });
   };
   for (const auto& [group_name, scheme] : recipe.groups) {
     for (const std::string& t : scheme.targets) {
-      if (matches_nothing(t)) plan.warnings.push_back(fmt::format("target '{}' ({}) matches no module", t, group_name));
+      if (matches_nothing(t))
+        plan.warnings.push_back(fmt::format("target '{}' ({}) matches no module", t, group_name));
     }
   }
   for (const std::string& i : recipe.ignore) {
     if (matches_nothing(i)) plan.warnings.push_back(fmt::format("ignore entry '{}' matches no module", i));
   }
-  if (plan.count(ModuleDecision::Quantized) == 0) plan.warnings.push_back("no module is quantized by this plan");
+  if (plan.count(ModuleDecision::Quantized) == 0)
+    plan.warnings.push_back("no module is quantized by this plan");
   return plan;
 }
 
@@ -159,7 +169,8 @@ std::string infer_format(const QuantScheme& s) {
   const QuantArgs& w = *s.weights;
   const auto& in = s.input_activations;
   if (in && w.type == QuantType::Int) return "int-quantized";
-  if (w.type == QuantType::Int && w.num_bits >= 1 && w.num_bits <= 8 && (!in || in->type != QuantType::Float)) {
+  if (w.type == QuantType::Int && w.num_bits >= 1 && w.num_bits <= 8 &&
+      (!in || in->type != QuantType::Float)) {
     return "pack-quantized";
   }
   if (in && w.type == QuantType::Float) return "float-quantized";
@@ -218,21 +229,24 @@ std::string format_plan_table(const QuantPlan& plan) {
     name_w = std::max(name_w, m.name.size());
     type_w = std::max(type_w, m.type.size());
   }
-  std::string out = fmt::format("plan from {} (method {})\n", plan.recipe.source.empty() ? "?" : plan.recipe.source,
-                                plan.recipe.method);
+  std::string out = fmt::format("plan from {} (method {})\n",
+                                plan.recipe.source.empty() ? "?" : plan.recipe.source, plan.recipe.method);
   for (const auto& [name, scheme] : plan.recipe.groups) {
-    out += fmt::format("  {}: {} -> targets [{}]\n", name, scheme_summary(scheme), fmt::join(scheme.targets, ", "));
+    out += fmt::format("  {}: {} -> targets [{}]\n", name, scheme_summary(scheme),
+                       fmt::join(scheme.targets, ", "));
   }
-  if (plan.recipe.kv_cache_scheme) out += fmt::format("  kv cache: {}\n", describe(*plan.recipe.kv_cache_scheme));
-  out += fmt::format("\n{:<{}}  {:<{}}  {:<12}  {:<16}  {}\n", "module", name_w, "type", type_w, "decision", "shape",
-                     "group / reason");
+  if (plan.recipe.kv_cache_scheme)
+    out += fmt::format("  kv cache: {}\n", describe(*plan.recipe.kv_cache_scheme));
+  out += fmt::format("\n{:<{}}  {:<{}}  {:<12}  {:<16}  {}\n", "module", name_w, "type", type_w, "decision",
+                     "shape", "group / reason");
   for (const PlannedModule& m : plan.modules) {
     const std::string shape = m.weight_shape.empty() ? "" : fmt::format("{}", fmt::join(m.weight_shape, "x"));
-    const std::string why = m.decision == ModuleDecision::Quantized
-                                ? fmt::format("{} ({})", plan.recipe.groups[static_cast<size_t>(m.group)].first, m.reason)
-                                : m.reason;
-    out += fmt::format("{:<{}}  {:<{}}  {:<12}  {:<16}  {}\n", m.name, name_w, m.type, type_w, to_string(m.decision),
-                       shape, why);
+    const std::string why =
+        m.decision == ModuleDecision::Quantized
+            ? fmt::format("{} ({})", plan.recipe.groups[static_cast<size_t>(m.group)].first, m.reason)
+            : m.reason;
+    out += fmt::format("{:<{}}  {:<{}}  {:<12}  {:<16}  {}\n", m.name, name_w, m.type, type_w,
+                       to_string(m.decision), shape, why);
   }
   out += fmt::format("\n{} quantized, {} ignored, {} not targeted", plan.count(ModuleDecision::Quantized),
                      plan.count(ModuleDecision::Ignored), plan.count(ModuleDecision::NotTargeted));
@@ -240,7 +254,8 @@ std::string format_plan_table(const QuantPlan& plan) {
   for (const PlannedModule& m : plan.modules) {
     if (m.decision == ModuleDecision::Quantized) ++per_group[m.group];
   }
-  for (const auto& [g, n] : per_group) out += fmt::format("; {}: {}", plan.recipe.groups[static_cast<size_t>(g)].first, n);
+  for (const auto& [g, n] : per_group)
+    out += fmt::format("; {}: {}", plan.recipe.groups[static_cast<size_t>(g)].first, n);
   out += "\n";
   for (const std::string& w : plan.warnings) out += "warning: " + w + "\n";
   for (const std::string& n : plan.recipe.notes) out += "note: " + n + "\n";
@@ -259,12 +274,15 @@ nlohmann::json plan_to_json(const QuantPlan& plan) {
   j["groups"] = groups;
   j["ignore"] = plan.recipe.ignore;
   j["ignore_lm_head"] = plan.recipe.ignore_lm_head;
-  j["kv_cache_scheme"] = plan.recipe.kv_cache_scheme ? to_json(*plan.recipe.kv_cache_scheme) : nlohmann::json(nullptr);
+  j["kv_cache_scheme"] =
+      plan.recipe.kv_cache_scheme ? to_json(*plan.recipe.kv_cache_scheme) : nlohmann::json(nullptr);
   nlohmann::json mods = nlohmann::json::array();
   for (const PlannedModule& m : plan.modules) {
-    nlohmann::json e = {{"name", m.name}, {"type", m.type}, {"decision", to_string(m.decision)}, {"reason", m.reason}};
-    e["group"] = m.decision == ModuleDecision::Quantized ? nlohmann::json(plan.recipe.groups[static_cast<size_t>(m.group)].first)
-                                                         : nlohmann::json(nullptr);
+    nlohmann::json e = {
+        {"name", m.name}, {"type", m.type}, {"decision", to_string(m.decision)}, {"reason", m.reason}};
+    e["group"] = m.decision == ModuleDecision::Quantized
+                     ? nlohmann::json(plan.recipe.groups[static_cast<size_t>(m.group)].first)
+                     : nlohmann::json(nullptr);
     if (!m.weight_shape.empty()) e["weight_shape"] = m.weight_shape;
     mods.push_back(std::move(e));
   }

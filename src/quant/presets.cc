@@ -112,17 +112,21 @@ std::vector<std::string> preset_names() {
   return names;
 }
 
-bool is_preset(std::string_view name) { return find_preset(name) != nullptr; }
+bool is_preset(std::string_view name) {
+  return find_preset(name) != nullptr;
+}
 
 QuantScheme preset_scheme(std::string_view name, std::vector<std::string> targets) {
   const Preset* p = find_preset(name);
   if (p == nullptr) {
-    static const std::vector<std::string> unsupported = {"FP8_BLOCK", "NVFP4",   "NVFP4A16", "MXFP4A16", "MXFP4",
-                                                         "MXFP4XFP8", "MXFP6A16", "MXFP6A8", "MXFP8A16", "MXFP8"};
+    static const std::vector<std::string> unsupported = {"FP8_BLOCK", "NVFP4",     "NVFP4A16", "MXFP4A16",
+                                                         "MXFP4",     "MXFP4XFP8", "MXFP6A16", "MXFP6A8",
+                                                         "MXFP8A16",  "MXFP8"};
     if (std::find(unsupported.begin(), unsupported.end(), upper(name)) != unsupported.end()) {
-      fail("scheme '{}' is a compressed-tensors preset that lowbit cannot produce (block, fp4/fp6 or "
-           "microscaling formats); lowbit schemes: {}",
-           name, fmt::join(preset_names(), ", "));
+      fail(
+          "scheme '{}' is a compressed-tensors preset that lowbit cannot produce (block, fp4/fp6 or "
+          "microscaling formats); lowbit schemes: {}",
+          name, fmt::join(preset_names(), ", "));
     }
     fail("unknown quantization scheme '{}'; valid schemes: {}", name, fmt::join(preset_names(), ", "));
   }
@@ -142,8 +146,8 @@ void override_group_size(QuantScheme& s, int group_size, std::string_view where)
     s.weights->strategy = QuantStrategy::Channel;
     s.weights->group_size = std::nullopt;
   } else {
-    fail("{}: invalid group size {}; use a positive group size (32, 64, 128, ...) or -1 for per channel", where,
-         group_size);
+    fail("{}: invalid group size {}; use a positive group size (32, 64, 128, ...) or -1 for per channel",
+         where, group_size);
   }
   validate_quant_args(*s.weights, true, where);
 }

@@ -18,30 +18,45 @@ std::string lower(std::string_view s) {
 
 }  // namespace
 
-float QuantArgs::q_min() const { return -q_max() - (type == QuantType::Int ? 1.0f : 0.0f); }
+float QuantArgs::q_min() const {
+  return -q_max() - (type == QuantType::Int ? 1.0f : 0.0f);
+}
 
 float QuantArgs::q_max() const {
   if (type == QuantType::Int) return static_cast<float>((1 << (num_bits - 1)) - 1);
   return float_format == FloatFormat::E4M3 ? 448.0f : 57344.0f;
 }
 
-std::string_view to_string(QuantType t) { return t == QuantType::Int ? "int" : "float"; }
+std::string_view to_string(QuantType t) {
+  return t == QuantType::Int ? "int" : "float";
+}
 
 std::string_view to_string(QuantStrategy s) {
   switch (s) {
-    case QuantStrategy::Tensor: return "tensor";
-    case QuantStrategy::Channel: return "channel";
-    case QuantStrategy::Group: return "group";
-    case QuantStrategy::Block: return "block";
-    case QuantStrategy::Token: return "token";
-    case QuantStrategy::TensorGroup: return "tensor_group";
-    case QuantStrategy::AttnHead: return "attn_head";
+    case QuantStrategy::Tensor:
+      return "tensor";
+    case QuantStrategy::Channel:
+      return "channel";
+    case QuantStrategy::Group:
+      return "group";
+    case QuantStrategy::Block:
+      return "block";
+    case QuantStrategy::Token:
+      return "token";
+    case QuantStrategy::TensorGroup:
+      return "tensor_group";
+    case QuantStrategy::AttnHead:
+      return "attn_head";
   }
   return "?";
 }
 
-std::string_view to_string(ActOrder a) { return a == ActOrder::Weight ? "weight" : "group"; }
-std::string_view to_string(FloatFormat f) { return f == FloatFormat::E4M3 ? "e4m3" : "e5m2"; }
+std::string_view to_string(ActOrder a) {
+  return a == ActOrder::Weight ? "weight" : "group";
+}
+std::string_view to_string(FloatFormat f) {
+  return f == FloatFormat::E4M3 ? "e4m3" : "e5m2";
+}
 
 QuantType parse_quant_type(std::string_view s) {
   const std::string l = lower(s);
@@ -52,14 +67,15 @@ QuantType parse_quant_type(std::string_view s) {
 
 QuantStrategy parse_quant_strategy(std::string_view s) {
   const std::string l = lower(s);
-  for (QuantStrategy q : {QuantStrategy::Tensor, QuantStrategy::Channel, QuantStrategy::Group,
-                          QuantStrategy::Block, QuantStrategy::Token, QuantStrategy::TensorGroup,
-                          QuantStrategy::AttnHead}) {
+  for (QuantStrategy q :
+       {QuantStrategy::Tensor, QuantStrategy::Channel, QuantStrategy::Group, QuantStrategy::Block,
+        QuantStrategy::Token, QuantStrategy::TensorGroup, QuantStrategy::AttnHead}) {
     if (l == to_string(q)) return q;
   }
-  fail("unknown quantization strategy '{}' (expected tensor, channel, group, block, token, tensor_group or "
-       "attn_head)",
-       s);
+  fail(
+      "unknown quantization strategy '{}' (expected tensor, channel, group, block, token, tensor_group or "
+      "attn_head)",
+      s);
 }
 
 void validate_quant_args(QuantArgs& a, bool strategy_given, std::string_view where) {
@@ -88,11 +104,11 @@ void validate_quant_args(QuantArgs& a, bool strategy_given, std::string_view whe
   if (!grouped && a.group_size && *a.group_size > 0) {
     fail("{}: group_size {} needs strategy 'group' (got '{}')", where, *a.group_size, to_string(a.strategy));
   }
-  if ((a.strategy == QuantStrategy::Block) != a.block_structure.has_value()) {
+  if ((a.strategy == QuantStrategy::Block) != !a.block_structure.empty()) {
     fail("{}: block_structure and strategy 'block' go together", where);
   }
-  if (a.block_structure &&
-      (a.block_structure->size() != 2 || (*a.block_structure)[0] <= 0 || (*a.block_structure)[1] <= 0)) {
+  if (!a.block_structure.empty() &&
+      (a.block_structure.size() != 2 || a.block_structure[0] <= 0 || a.block_structure[1] <= 0)) {
     fail("{}: block_structure must be two positive ints [rows, cols]", where);
   }
   if (a.is_dynamic()) {
@@ -124,8 +140,10 @@ std::string describe(const QuantArgs& a) {
   } else {
     s += fmt::format(" {}", to_string(a.strategy));
   }
-  s += a.dynamic == DynamicMode::Static ? " static" : a.dynamic == DynamicMode::Dynamic ? " dynamic" : " local";
-  if (a.observer) s += fmt::format(" observer={}", *a.observer);
+  s += a.dynamic == DynamicMode::Static    ? " static"
+       : a.dynamic == DynamicMode::Dynamic ? " dynamic"
+                                           : " local";
+  if (!a.observer.empty()) s += fmt::format(" observer={}", a.observer);
   if (a.actorder) s += fmt::format(" actorder={}", to_string(*a.actorder));
   return s;
 }

@@ -32,15 +32,17 @@ struct QuantArgs {
   int num_bits = 8;
   QuantType type = QuantType::Int;
   bool symmetric = true;
-  std::optional<int> group_size;         // > 0 for group strategies, -1 means channel
+  std::optional<int> group_size;                   // > 0 for group strategies, -1 means channel
   QuantStrategy strategy = QuantStrategy::Tensor;  // always resolved (see validate_quant_args)
-  std::optional<std::vector<int>> block_structure;  // [rows, cols] for the block strategy
+  std::vector<int> block_structure;                // [rows, cols] for the block strategy; empty = none
   DynamicMode dynamic = DynamicMode::Static;
   std::optional<ActOrder> actorder;
-  std::optional<std::string> scale_dtype;  // e.g. "torch.float8_e4m3fn"; unset = the model's dtype
-  std::optional<std::string> zp_dtype;     // only when set explicitly (serialized for asymmetric args)
-  std::optional<std::string> observer;     // "minmax", "mse", "static_minmax", ...; unset = default
-  std::string observer_kwargs_json = "{}";  // kept verbatim (a JSON object)
+  // Optional strings are empty when unset (plain strings, not std::optional: GCC 12 reports false
+  // -Wmaybe-uninitialized warnings when structs holding optional<string> are copied).
+  std::string scale_dtype;  // e.g. "torch.float8_e4m3fn"; empty = the model's dtype
+  std::string zp_dtype;     // only when set explicitly (serialized for asymmetric args)
+  std::string observer;     // "memoryless_minmax", "static_minmax", "minmax", "mse", ...; empty = default
+  std::string observer_kwargs_json = "{}";       // kept verbatim (a JSON object)
   FloatFormat float_format = FloatFormat::E4M3;  // type == Float, num_bits == 8 only
 
   bool is_dynamic() const { return dynamic != DynamicMode::Static; }

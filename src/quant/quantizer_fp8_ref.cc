@@ -16,8 +16,12 @@ void check_fp8(const QuantArgs& args) {
   }
 }
 
-uint8_t to_fp8(float v, FloatFormat f) { return f == FloatFormat::E4M3 ? f32_to_e4m3(v) : f32_to_e5m2(v); }
-float from_fp8(uint8_t v, FloatFormat f) { return f == FloatFormat::E4M3 ? e4m3_to_f32(v) : e5m2_to_f32(v); }
+uint8_t to_fp8(float v, FloatFormat f) {
+  return f == FloatFormat::E4M3 ? f32_to_e4m3(v) : f32_to_e5m2(v);
+}
+float from_fp8(uint8_t v, FloatFormat f) {
+  return f == FloatFormat::E4M3 ? e4m3_to_f32(v) : e5m2_to_f32(v);
+}
 
 }  // namespace
 

@@ -14,7 +14,7 @@ namespace lowbit {
 float round_to_bf16(float v) {
   uint32_t u = std::bit_cast<uint32_t>(v);
   if ((u & 0x7fffffffu) > 0x7f800000u) return v;  // NaN
-  u += 0x7fffu + ((u >> 16) & 1u);                 // round to nearest, ties to even
+  u += 0x7fffu + ((u >> 16) & 1u);                // round to nearest, ties to even
   return std::bit_cast<float>(u & 0xffff0000u);
 }
 

@@ -9,7 +9,9 @@
 namespace lowbit::detail {
 
 // The result of one torch operation in dtype `dt`: fp32 results stay, bf16 results are rounded.
-inline float rnd(float v, ComputeDType dt) { return dt == ComputeDType::BF16 ? round_to_bf16(v) : v; }
+inline float rnd(float v, ComputeDType dt) {
+  return dt == ComputeDType::BF16 ? round_to_bf16(v) : v;
+}
 
 // torch.finfo(scale dtype).eps, the replacement for a zero scale.
 float scale_eps(ComputeDType dt);

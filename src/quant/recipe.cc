@@ -50,8 +50,10 @@ json yaml_to_json(const YAML::Node& node) {
       for (const auto& v : node) j.push_back(yaml_to_json(v));
       return j;
     }
-    case YAML::NodeType::Scalar: return scalar_to_json(node);
-    default: return nullptr;
+    case YAML::NodeType::Scalar:
+      return scalar_to_json(node);
+    default:
+      return nullptr;
   }
 }
 
@@ -77,8 +79,8 @@ std::string method_of(const std::string& modifier) {
   return "rtn";
 }
 
-void find_modifiers(const json& node, const std::string& path, std::vector<std::pair<std::string, json>>& quant,
-                    std::vector<std::string>& others) {
+void find_modifiers(const json& node, const std::string& path,
+                    std::vector<std::pair<std::string, json>>& quant, std::vector<std::string>& others) {
   if (!node.is_object()) return;
   for (const auto& [key, value] : node.items()) {
     const std::string here = path.empty() ? key : path + "." + key;
@@ -125,7 +127,8 @@ QuantRecipe recipe_from_modifier(const std::string& modifier, const json& m, std
     if (!m["config_groups"].is_object()) fail("{}.config_groups: expected a mapping", where);
     for (const auto& [name, g] : m["config_groups"].items()) {
       const std::string gw = w + ".config_groups." + name;
-      r.groups.emplace_back(name, g.is_array() ? preset_scheme(name, string_list(g, gw)) : quant_scheme_from_json(g, gw));
+      r.groups.emplace_back(
+          name, g.is_array() ? preset_scheme(name, string_list(g, gw)) : quant_scheme_from_json(g, gw));
     }
   } else {
     fail("{}: the modifier has neither 'scheme' nor 'config_groups'; valid schemes: {}", where,
@@ -134,8 +137,8 @@ QuantRecipe recipe_from_modifier(const std::string& modifier, const json& m, std
   if (m.contains("kv_cache_scheme") && !m["kv_cache_scheme"].is_null()) {
     r.kv_cache_scheme = quant_args_from_json(m["kv_cache_scheme"], w + ".kv_cache_scheme");
   }
-  static const std::set<std::string> consumed = {"targets", "ignore", "scheme", "config_groups", "kv_cache_scheme",
-                                                 "include_lm_head"};
+  static const std::set<std::string> consumed = {"targets",       "ignore",          "scheme",
+                                                 "config_groups", "kv_cache_scheme", "include_lm_head"};
   for (const auto& [key, value] : m.items()) {
     if (!consumed.count(key)) r.method_args[key] = value;
   }
@@ -189,7 +192,8 @@ QuantRecipe load_recipe(const std::filesystem::path& path) {
 }
 
 void override_group_size(QuantRecipe& recipe, int group_size) {
-  for (auto& [name, scheme] : recipe.groups) override_group_size(scheme, group_size, "--group-size (" + name + ")");
+  for (auto& [name, scheme] : recipe.groups)
+    override_group_size(scheme, group_size, "--group-size (" + name + ")");
   recipe.source += fmt::format(" --group-size {}", group_size);
 }
 

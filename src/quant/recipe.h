@@ -31,12 +31,12 @@
 namespace lowbit {
 
 struct CliQuantOptions {
-  std::string scheme;                            // a preset name (quant/presets.h)
+  std::string scheme;  // a preset name (quant/presets.h)
   std::vector<std::string> targets = {"Linear"};
-  std::vector<std::string> ignore;               // in addition to the default lm_head
-  std::optional<int> group_size;                 // > 0 or -1 (per channel)
+  std::vector<std::string> ignore;  // in addition to the default lm_head
+  std::optional<int> group_size;    // > 0 or -1 (per channel)
   bool include_lm_head = false;
-  std::optional<std::string> kv_cache;           // "fp8" or "int8"
+  std::optional<std::string> kv_cache;  // "fp8" or "int8"
   std::string method = "rtn";
 };
 

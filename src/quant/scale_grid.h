@@ -25,9 +25,7 @@ struct ScaleGrid {
   int64_t group = 1;       // columns that share a scale within a row (cols for non-group strategies)
 
   int64_t size() const { return scale_rows * scale_cols; }
-  int64_t index(int64_t r, int64_t c) const {
-    return (scale_rows == 1 ? 0 : r) * scale_cols + c / group;
-  }
+  int64_t index(int64_t r, int64_t c) const { return (scale_rows == 1 ? 0 : r) * scale_cols + c / group; }
 };
 
 // Throws lowbit::Error naming `name` and the shape when the strategy is not supported by lowbit's

@@ -30,7 +30,7 @@ struct QuantConfig {
   std::vector<std::pair<std::string, QuantScheme>> config_groups;  // in order
   std::string quant_method = "compressed-tensors";
   std::optional<QuantArgs> kv_cache_scheme;
-  std::string format = "fakequant";                // compressed-tensors' default
+  std::string format = "fakequant";                 // compressed-tensors' default
   std::string quantization_status = "initialized";  // initialized|calibration|frozen|compressed|decompressed
   std::optional<double> global_compression_ratio;
   std::vector<std::string> ignore;

@@ -43,7 +43,9 @@ std::string normalize_dtype(std::string name) {
   return name.rfind("torch.", 0) == 0 ? name : "torch." + name;
 }
 
-json optional_args(const std::optional<QuantArgs>& a) { return a ? to_json(*a) : json(nullptr); }
+json optional_args(const std::optional<QuantArgs>& a) {
+  return a ? to_json(*a) : json(nullptr);
+}
 
 std::optional<QuantArgs> optional_args_from(const json& j, const char* key, std::string_view where) {
   if (!j.contains(key) || j.at(key).is_null()) return std::nullopt;
@@ -59,16 +61,16 @@ json to_json(const QuantArgs& a) {
   j["symmetric"] = a.symmetric;
   j["group_size"] = a.group_size ? json(*a.group_size) : json(nullptr);
   j["strategy"] = to_string(a.strategy);
-  if (a.block_structure) j["block_structure"] = *a.block_structure;
+  if (!a.block_structure.empty()) j["block_structure"] = a.block_structure;
   if (a.dynamic == DynamicMode::Local) {
     j["dynamic"] = "local";
   } else {
     j["dynamic"] = a.dynamic == DynamicMode::Dynamic;
   }
   if (a.actorder) j["actorder"] = to_string(*a.actorder);
-  if (a.scale_dtype) j["scale_dtype"] = *a.scale_dtype;
-  if (a.zp_dtype && !a.symmetric) j["zp_dtype"] = *a.zp_dtype;  // symmetric zero points serialize as None
-  if (a.observer) j["observer"] = *a.observer;
+  if (!a.scale_dtype.empty()) j["scale_dtype"] = a.scale_dtype;
+  if (!a.zp_dtype.empty() && !a.symmetric) j["zp_dtype"] = a.zp_dtype;  // symmetric: serialized as None
+  if (!a.observer.empty()) j["observer"] = a.observer;
   const json kwargs = json::parse(a.observer_kwargs_json);
   if (!kwargs.empty()) j["observer_kwargs"] = kwargs;
   if (a.float_format == FloatFormat::E5M2) j["lowbit_fp8_format"] = "e5m2";
@@ -76,15 +78,17 @@ json to_json(const QuantArgs& a) {
 }
 
 QuantArgs quant_args_from_json(const json& j, std::string_view where) {
-  reject_unknown_keys(j,
-                      {"num_bits", "type", "symmetric", "group_size", "strategy", "block_structure", "dynamic",
-                       "actorder", "scale_dtype", "zp_dtype", "observer", "observer_kwargs", "lowbit_fp8_format"},
-                      where);
+  reject_unknown_keys(
+      j,
+      {"num_bits", "type", "symmetric", "group_size", "strategy", "block_structure", "dynamic", "actorder",
+       "scale_dtype", "zp_dtype", "observer", "observer_kwargs", "lowbit_fp8_format"},
+      where);
   QuantArgs a;
   if (j.contains("num_bits")) a.num_bits = get_as<int>(j, "num_bits", where);
   if (j.contains("type")) a.type = parse_quant_type(get_as<std::string>(j, "type", where));
   if (j.contains("symmetric")) a.symmetric = get_as<bool>(j, "symmetric", where);
-  if (j.contains("group_size") && !j["group_size"].is_null()) a.group_size = get_as<int>(j, "group_size", where);
+  if (j.contains("group_size") && !j["group_size"].is_null())
+    a.group_size = get_as<int>(j, "group_size", where);
   bool strategy_given = false;
   if (j.contains("strategy") && !j["strategy"].is_null()) {
     a.strategy = parse_quant_strategy(get_as<std::string>(j, "strategy", where));
@@ -135,7 +139,8 @@ QuantArgs quant_args_from_json(const json& j, std::string_view where) {
   if (j.contains("zp_dtype") && !j["zp_dtype"].is_null()) {
     a.zp_dtype = normalize_dtype(get_as<std::string>(j, "zp_dtype", where));
   }
-  if (j.contains("observer") && !j["observer"].is_null()) a.observer = get_as<std::string>(j, "observer", where);
+  if (j.contains("observer") && !j["observer"].is_null())
+    a.observer = get_as<std::string>(j, "observer", where);
   if (j.contains("observer_kwargs") && !j["observer_kwargs"].is_null()) {
     if (!j["observer_kwargs"].is_object()) fail("{}: observer_kwargs must be an object", where);
     a.observer_kwargs_json = j["observer_kwargs"].dump();
@@ -207,7 +212,8 @@ json to_json(const QuantConfig& c) {
   j["kv_cache_scheme"] = optional_args(c.kv_cache_scheme);
   j["format"] = c.format;
   j["quantization_status"] = c.quantization_status;
-  j["global_compression_ratio"] = c.global_compression_ratio ? json(*c.global_compression_ratio) : json(nullptr);
+  j["global_compression_ratio"] =
+      c.global_compression_ratio ? json(*c.global_compression_ratio) : json(nullptr);
   j["ignore"] = c.ignore;
   j["moe_sparsity_config"] = c.moe_sparsity_config;
   j["version"] = kCompressedTensorsVersion;
@@ -219,8 +225,8 @@ json to_json(const QuantConfig& c) {
 QuantConfig quant_config_from_json(const json& j, std::string_view where) {
   reject_unknown_keys(j,
                       {"config_groups", "quant_method", "kv_cache_scheme", "format", "quantization_status",
-                       "global_compression_ratio", "ignore", "moe_sparsity_config", "version", "sparsity_config",
-                       "transform_config"},
+                       "global_compression_ratio", "ignore", "moe_sparsity_config", "version",
+                       "sparsity_config", "transform_config"},
                       where);
   QuantConfig c;
   if (!j.contains("config_groups") || !j["config_groups"].is_object()) {
@@ -253,7 +259,8 @@ QuantConfig quant_config_from_json(const json& j, std::string_view where) {
   if (j.contains("global_compression_ratio") && !j["global_compression_ratio"].is_null()) {
     c.global_compression_ratio = get_as<double>(j, "global_compression_ratio", where);
   }
-  if (j.contains("ignore") && !j["ignore"].is_null()) c.ignore = get_as<std::vector<std::string>>(j, "ignore", where);
+  if (j.contains("ignore") && !j["ignore"].is_null())
+    c.ignore = get_as<std::vector<std::string>>(j, "ignore", where);
   if (j.contains("moe_sparsity_config")) c.moe_sparsity_config = j["moe_sparsity_config"];
   return c;
 }

@@ -33,8 +33,8 @@ bool TargetMatcher::match_name(std::string_view name, std::string_view target) {
     auto regex = std::make_unique<Regex>();
     int error = 0;
     PCRE2_SIZE offset = 0;
-    regex->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), 0, &error, &offset,
-                                nullptr);
+    regex->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), 0, &error,
+                                &offset, nullptr);
     if (regex->code == nullptr) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(error, message, sizeof(message));

@@ -18,8 +18,9 @@ namespace lowbit {
 
 // A module of the model as the planner sees it.
 struct ModuleInfo {
-  std::string name;                // "model.layers.0.self_attn.q_proj"
-  std::vector<std::string> types;  // class name first, then base classes: {"Linear"}, {"LlamaRMSNorm", "Module"}
+  std::string name;  // "model.layers.0.self_attn.q_proj"
+  std::vector<std::string>
+      types;  // class name first, then base classes: {"Linear"}, {"LlamaRMSNorm", "Module"}
   std::vector<int64_t> weight_shape;  // [out_features, in_features] for Linear; empty when unknown
 
   const std::string& type() const;  // types[0] or "" when unknown

@@ -71,10 +71,11 @@ TEST(Pack, MatchesCompressedTensorsGolden) {
     const int dim = c["packed_dim"];
     const auto q = testing::ints<int8_t>(c["codes"]);
     const auto expected = testing::ints<int32_t>(c["packed"]);
-    const auto packed = dim == 1 ? pack_int_rows(q.data(), rows, cols, bits) : pack_int_cols(q.data(), rows, cols, bits);
+    const auto packed =
+        dim == 1 ? pack_int_rows(q.data(), rows, cols, bits) : pack_int_cols(q.data(), rows, cols, bits);
     const std::vector<int64_t> shape = c["packed_shape"];
-    const std::vector<int64_t> our_shape =
-        dim == 1 ? std::vector<int64_t>{rows, packed_words(cols, bits)} : std::vector<int64_t>{packed_words(rows, bits), cols};
+    const std::vector<int64_t> our_shape = dim == 1 ? std::vector<int64_t>{rows, packed_words(cols, bits)}
+                                                    : std::vector<int64_t>{packed_words(rows, bits), cols};
     EXPECT_EQ(our_shape, shape) << bits << " bits " << rows << "x" << cols << " dim " << dim;
     EXPECT_EQ(packed, expected) << bits << " bits " << rows << "x" << cols << " dim " << dim;
     std::vector<int8_t> back(q.size());

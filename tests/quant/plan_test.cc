@@ -23,7 +23,8 @@ const json& golden() {
 std::vector<ModuleInfo> golden_modules() {
   std::vector<ModuleInfo> out;
   for (const auto& m : golden()["modules"]) {
-    out.push_back({m["name"], m["types"].get<std::vector<std::string>>(), m["weight_shape"].get<std::vector<int64_t>>()});
+    out.push_back({m["name"], m["types"].get<std::vector<std::string>>(),
+                   m["weight_shape"].get<std::vector<int64_t>>()});
   }
   return out;
 }
@@ -31,8 +32,9 @@ std::vector<ModuleInfo> golden_modules() {
 QuantRecipe recipe_from_golden(const json& c) {
   QuantRecipe r;
   for (const auto& g : c["groups"]) {
-    r.groups.emplace_back(fmt::format("group_{}", r.groups.size()),
-                          preset_scheme(g["preset"].get<std::string>(), g["targets"].get<std::vector<std::string>>()));
+    r.groups.emplace_back(
+        fmt::format("group_{}", r.groups.size()),
+        preset_scheme(g["preset"].get<std::string>(), g["targets"].get<std::vector<std::string>>()));
   }
   r.ignore = c["ignore"].get<std::vector<std::string>>();
   r.ignore_lm_head = false;  // compressed-tensors has no such default
@@ -42,7 +44,8 @@ QuantRecipe recipe_from_golden(const json& c) {
 std::map<std::string, std::string> quantized(const QuantPlan& plan) {
   std::map<std::string, std::string> out;
   for (const PlannedModule& m : plan.modules) {
-    if (m.decision == ModuleDecision::Quantized) out[m.name] = plan.recipe.groups[static_cast<size_t>(m.group)].first;
+    if (m.decision == ModuleDecision::Quantized)
+      out[m.name] = plan.recipe.groups[static_cast<size_t>(m.group)].first;
   }
   return out;
 }
@@ -93,7 +96,8 @@ TEST(Plan, WarnsForPatternsThatMatchNothing) {
     const QuantPlan plan = resolve_plan(recipe_from_golden(c), modules);
     const std::string all = fmt::format("{}", fmt::join(plan.warnings, "\n"));
     if (c["name"] == "unmatched_target") {
-      EXPECT_NE(all.find("target 're:.*does_not_exist' (group_0) matches no module"), std::string::npos) << all;
+      EXPECT_NE(all.find("target 're:.*does_not_exist' (group_0) matches no module"), std::string::npos)
+          << all;
       EXPECT_NE(all.find("ignore entry 're:nothing.*' matches no module"), std::string::npos) << all;
     } else {
       // compressed-tensors would warn about shadowed targets (e.g. re:.*down_proj$ behind Linear); we don't.
@@ -134,7 +138,8 @@ TEST(Plan, GroupSizeMustDivideTheInputDimension) {
     FAIL();
   } catch (const Error& e) {
     const std::string msg = e.what();
-    EXPECT_NE(msg.find("model.layers.0.mlp.down_proj (weight shape [4096, 11000])"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("model.layers.0.mlp.down_proj (weight shape [4096, 11000])"), std::string::npos)
+        << msg;
     EXPECT_NE(msg.find("group size 128 does not divide the input dimension 11000"), std::string::npos) << msg;
   }
   r.ignore = {"re:.*down_proj"};  // ignoring the module makes the plan valid
@@ -152,7 +157,8 @@ TEST(Plan, TableAndJson) {
   EXPECT_NE(table.find("model.layers.1.mlp.down_proj"), std::string::npos) << table;
   EXPECT_NE(table.find("group_1 (target: re:.*down_proj$)"), std::string::npos) << table;
   EXPECT_NE(table.find("ignore: re:.*layers\\.0\\..*"), std::string::npos) << table;
-  EXPECT_NE(table.find("7 quantized, 8 ignored, 1 not targeted; group_0: 6; group_1: 1"), std::string::npos) << table;
+  EXPECT_NE(table.find("7 quantized, 8 ignored, 1 not targeted; group_0: 6; group_1: 1"), std::string::npos)
+      << table;
   EXPECT_NE(table.find("warning: ignore entry 're:.*nothing' matches no module"), std::string::npos) << table;
   const json j = plan_to_json(plan);
   EXPECT_EQ(j["modules"].size(), plan.modules.size());

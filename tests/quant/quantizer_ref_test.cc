@@ -32,7 +32,8 @@ QuantArgs args_from_golden(const json& j) {
   return a;
 }
 
-void expect_same_floats(const std::vector<float>& got, const std::vector<float>& want, const std::string& what) {
+void expect_same_floats(const std::vector<float>& got, const std::vector<float>& want,
+                        const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   int mismatches = 0;
   for (size_t i = 0; i < got.size(); ++i) {
@@ -71,7 +72,8 @@ void check_pack_quantized(const json& compressed, const QuantArgs& args, int64_t
                           const std::string& what) {
   const auto packed = pack_int_rows(codes.data(), rows, cols, args.num_bits);
   EXPECT_EQ(compressed["weight_packed"]["dtype"], "int32");
-  EXPECT_EQ(compressed["weight_packed"]["shape"], (std::vector<int64_t>{rows, packed_words(cols, args.num_bits)}));
+  EXPECT_EQ(compressed["weight_packed"]["shape"],
+            (std::vector<int64_t>{rows, packed_words(cols, args.num_bits)}));
   EXPECT_EQ(packed, ints<int32_t>(compressed["weight_packed"]["values"])) << what;
   EXPECT_EQ(compressed["weight_shape"]["dtype"], "int64");
   EXPECT_EQ(compressed["weight_shape"]["values"], (std::vector<int64_t>{rows, cols}));
@@ -87,7 +89,8 @@ void check_pack_quantized(const json& compressed, const QuantArgs& args, int64_t
     EXPECT_EQ(ints<int8_t>(zp["values"]), zps) << what;
   } else {
     EXPECT_EQ(zp["dtype"], "int32");
-    EXPECT_EQ(zp["shape"], (std::vector<int64_t>{packed_words(grid.scale_rows, args.num_bits), grid.scale_cols}));
+    EXPECT_EQ(zp["shape"],
+              (std::vector<int64_t>{packed_words(grid.scale_rows, args.num_bits), grid.scale_cols}));
     EXPECT_EQ(pack_int_cols(zps.data(), grid.scale_rows, grid.scale_cols, args.num_bits),
               ints<int32_t>(zp["values"]))
         << what;
@@ -111,7 +114,8 @@ TEST_F(QuantGolden, IntegerCodesScalesAndPacksMatch) {
     quantize_int_ref(x.data(), rows, cols, args, codes.data(), scales.data(), zps.data(), dt);
 
     expect_same_floats(scales, f32_from_hex(c["scales"]), what + " scales");
-    expect_same_codes(std::vector<int>(zps.begin(), zps.end()), ints<int>(c["zero_points"]), what + " zero points");
+    expect_same_codes(std::vector<int>(zps.begin(), zps.end()), ints<int>(c["zero_points"]),
+                      what + " zero points");
     expect_same_codes(std::vector<int>(codes.begin(), codes.end()), ints<int>(c["codes"]), what + " codes");
 
     std::vector<float> deq(codes.size());
@@ -195,7 +199,8 @@ TEST(QuantizerRef, RoundsHalfToEvenAfterClamping) {
   const std::vector<float> x = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, 126.5f, 127.5f, 300.0f, -128.5f, -300.0f};
   std::vector<int8_t> q(x.size());
   quantize_int_with_qparams_ref(x.data(), 1, static_cast<int64_t>(x.size()), args, &scale, nullptr, q.data());
-  EXPECT_EQ(std::vector<int>(q.begin(), q.end()), (std::vector<int>{0, 2, 2, 0, -2, 126, 127, 127, -128, -128}));
+  EXPECT_EQ(std::vector<int>(q.begin(), q.end()),
+            (std::vector<int>{0, 2, 2, 0, -2, 126, 127, 127, -128, -128}));
 }
 
 TEST(QuantizerRef, ZeroRangeUsesEpsilonScale) {

@@ -16,7 +16,8 @@ std::vector<ModuleInfo> golden_modules() {
   const json g = testing::load_quant_golden("match_golden.json");
   std::vector<ModuleInfo> out;
   for (const auto& m : g["modules"]) {
-    out.push_back({m["name"], m["types"].get<std::vector<std::string>>(), m["weight_shape"].get<std::vector<int64_t>>()});
+    out.push_back({m["name"], m["types"].get<std::vector<std::string>>(),
+                   m["weight_shape"].get<std::vector<int64_t>>()});
   }
   return out;
 }
@@ -135,25 +136,32 @@ QuantizationModifier: {scheme: W8A16, ignore: ['123', "true", lm_head], include_
 }
 
 TEST(Recipe, BadInput) {
-  EXPECT_NE(error_of([] { parse_recipe_yaml("QuantizationModifier: {scheme: W4A17}", "a.yaml"); })
-                .find("unknown quantization scheme 'W4A17'; valid schemes: W4A16, W4A16_ASYM"),
-            std::string::npos);
-  EXPECT_NE(error_of([] { parse_recipe_yaml("foo: {bar: 1}", "b.yaml"); }).find("b.yaml: no QuantizationModifier"),
-            std::string::npos);
   EXPECT_NE(error_of([] {
-              parse_recipe_yaml("QuantizationModifier: {scheme: W4A16, config_groups: {g: {targets: [Linear]}}}",
-                                "c.yaml");
+              parse_recipe_yaml("QuantizationModifier: {scheme: W4A17}", "a.yaml");
+            }).find("unknown quantization scheme 'W4A17'; valid schemes: W4A16, W4A16_ASYM"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of([] { parse_recipe_yaml("foo: {bar: 1}", "b.yaml"); }).find("b.yaml: no QuantizationModifier"),
+      std::string::npos);
+  EXPECT_NE(error_of([] {
+              parse_recipe_yaml(
+                  "QuantizationModifier: {scheme: W4A16, config_groups: {g: {targets: [Linear]}}}", "c.yaml");
             }).find("either 'scheme' or 'config_groups'"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_recipe_yaml("a:\n  b: [1, 2\n  c: 3\n", "d.yaml"); }).find("d.yaml: invalid YAML at line"),
+  EXPECT_NE(error_of([] {
+              parse_recipe_yaml("a:\n  b: [1, 2\n  c: 3\n", "d.yaml");
+            }).find("d.yaml: invalid YAML at line"),
             std::string::npos);
   EXPECT_NE(error_of([] {
-              parse_recipe_yaml("s1: {QuantizationModifier: {scheme: W8A8}}\ns2: {GPTQModifier: {scheme: W4A16}}", "e.yaml");
+              parse_recipe_yaml(
+                  "s1: {QuantizationModifier: {scheme: W8A8}}\ns2: {GPTQModifier: {scheme: W4A16}}",
+                  "e.yaml");
             }).find("one quantization modifier"),
             std::string::npos);
   const std::string bad_field = error_of([] {
     parse_recipe_yaml(
-        "QuantizationModifier:\n  config_groups:\n    g0:\n      targets: [Linear]\n      weights: {num_bits: 4, colour: red}\n",
+        "QuantizationModifier:\n  config_groups:\n    g0:\n      targets: [Linear]\n      weights: "
+        "{num_bits: 4, colour: red}\n",
         "f.yaml");
   });
   EXPECT_NE(bad_field.find("f.yaml: QuantizationModifier.config_groups.g0.weights: unknown field 'colour'"),

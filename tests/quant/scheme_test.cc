@@ -23,7 +23,8 @@ std::vector<ModuleInfo> golden_modules() {
   const json g = testing::load_quant_golden("match_golden.json");
   std::vector<ModuleInfo> out;
   for (const auto& m : g["modules"]) {
-    out.push_back({m["name"], m["types"].get<std::vector<std::string>>(), m["weight_shape"].get<std::vector<int64_t>>()});
+    out.push_back({m["name"], m["types"].get<std::vector<std::string>>(),
+                   m["weight_shape"].get<std::vector<int64_t>>()});
   }
   return out;
 }
@@ -32,7 +33,8 @@ TEST(Presets, EveryLowbitPresetMatchesCompressedTensors) {
   int compared = 0;
   for (const std::string& name : preset_names()) {
     if (!golden()["schemes"].contains(name)) {
-      EXPECT_NE(name.find("_symmetric"), std::string::npos) << name << " is neither compressed-tensors nor NxD";
+      EXPECT_NE(name.find("_symmetric"), std::string::npos)
+          << name << " is neither compressed-tensors nor NxD";
       continue;
     }
     EXPECT_EQ(to_json(preset_scheme(name, {"Linear"})), golden()["schemes"][name]) << name;
@@ -54,7 +56,8 @@ TEST(Presets, CoreNamesHaveTheExpectedMeaning) {
   EXPECT_EQ(describe(*e5m2.weights), "fp8_e5m2 sym channel static");
   EXPECT_FALSE(e5m2.input_activations);
   EXPECT_EQ(to_json(*e5m2.weights)["lowbit_fp8_format"], "e5m2");
-  EXPECT_EQ(describe(*preset_scheme("int8_per_tensor_symmetric", {"Linear"}).weights), "int8 sym tensor static");
+  EXPECT_EQ(describe(*preset_scheme("int8_per_tensor_symmetric", {"Linear"}).weights),
+            "int8 sym tensor static");
 }
 
 TEST(Presets, UnknownNameListsTheValidOnes) {
@@ -97,12 +100,14 @@ TEST(SchemeJson, EveryCompressedTensorsPresetRoundTrips) {
 
 TEST(SchemeJson, ArgsParsingFollowsCompressedTensors) {
   // Strategy inferred from group_size; enums case-insensitive; "static" actorder is "weight".
-  QuantArgs a = quant_args_from_json(json::parse(R"({"num_bits": 4, "group_size": 128, "type": "INT"})"), "t");
+  QuantArgs a =
+      quant_args_from_json(json::parse(R"({"num_bits": 4, "group_size": 128, "type": "INT"})"), "t");
   EXPECT_EQ(a.strategy, QuantStrategy::Group);
   a = quant_args_from_json(json::parse(R"({"group_size": -1})"), "t");
   EXPECT_EQ(a.strategy, QuantStrategy::Channel);
   EXPECT_EQ(to_json(a)["group_size"], -1);
-  a = quant_args_from_json(json::parse(R"({"num_bits": 4, "actorder": "static", "strategy": "group", "group_size": 32})"), "t");
+  a = quant_args_from_json(
+      json::parse(R"({"num_bits": 4, "actorder": "static", "strategy": "group", "group_size": 32})"), "t");
   EXPECT_EQ(to_json(a)["actorder"], "weight");
   a = quant_args_from_json(json::parse(R"({"symmetric": false, "zp_dtype": "int8"})"), "t");
   EXPECT_EQ(to_json(a)["zp_dtype"], "torch.int8");
@@ -141,10 +146,12 @@ TEST(SchemeJson, ExportedConfigMatchesModelCompressor) {
       r.groups.emplace_back("group_0", preset_scheme(name, {"Linear"}));
     }
     const QuantConfig config = make_quantization_config(plan_for(r), modules);
-    EXPECT_EQ(to_json(config), expected["quantization_config"]) << name << "\nours: " << to_json(config).dump()
-                                                                 << "\nwant: " << expected["quantization_config"].dump();
+    EXPECT_EQ(to_json(config), expected["quantization_config"])
+        << name << "\nours: " << to_json(config).dump()
+        << "\nwant: " << expected["quantization_config"].dump();
     // And the block parses back to the same config.
-    EXPECT_EQ(to_json(quant_config_from_json(expected["quantization_config"], name)), expected["quantization_config"]);
+    EXPECT_EQ(to_json(quant_config_from_json(expected["quantization_config"], name)),
+              expected["quantization_config"]);
     ++compared;
   }
   EXPECT_EQ(compared, 12);

@@ -173,6 +173,67 @@ def e5m2_cases():
     return cases
 
 
+def mse_search(x, args, maxshrink=0.20, patience=5, grid=100.0, norm=2.4):
+    """llm-compressor's eager MSE grid search (observers/grid_search.py), transcribed: x is
+    [cells, cell_size]; returns the chosen (min, max) per cell."""
+    from compressed_tensors.quantization.lifecycle.forward import fake_quantize
+    from compressed_tensors.utils import patch_attr
+
+    observed = x.unsqueeze(0)
+    min_vals = torch.amin(observed, dim=(0, -1))
+    max_vals = torch.amax(observed, dim=(0, -1))
+    best_error = torch.full(min_vals.shape, torch.finfo(min_vals.dtype).max, dtype=min_vals.dtype)
+    best_min, best_max = min_vals.clone(), max_vals.clone()
+    no_improve = 0
+    for i in range(int(maxshrink * grid)):
+        p = 1 - i / grid
+        shrink_min, shrink_max = min_vals * p, max_vals * p
+        scales, zps = calculate_qparams(shrink_min, shrink_max, args)
+        with patch_attr(args, "strategy", "token"):
+            q = fake_quantize(observed, scales.unsqueeze(-1), zps.unsqueeze(-1), args).to(observed.dtype)
+        error = (q - observed).abs().pow(norm).sum(dim=(0, -1))
+        improved = error < best_error
+        if torch.any(improved):
+            best_error[improved] = error[improved]
+            best_min[improved] = shrink_min[improved]
+            best_max[improved] = shrink_max[improved]
+            no_improve = 0
+        else:
+            no_improve += 1
+            if no_improve >= patience:
+                break
+    return best_min, best_max
+
+
+MSE_CASES = [
+    ("int4_sym_channel", dict(num_bits=4, strategy="channel")),
+    ("int4_asym_group16", dict(num_bits=4, strategy="group", group_size=16, symmetric=False)),
+    ("int8_sym_tensor", dict(num_bits=8, strategy="tensor")),
+    ("int3_asym_channel", dict(num_bits=3, strategy="channel", symmetric=False)),
+    ("fp8_channel", dict(num_bits=8, type="float", strategy="channel")),
+]
+
+
+def mse_golden():
+    cases = []
+    for dtype in (torch.float32, torch.bfloat16):
+        x = test_matrix().to(dtype)
+        for name, kwargs in MSE_CASES:
+            args = QuantizationArgs(**kwargs)
+            if args.strategy == "tensor":
+                cells = x.reshape(1, -1)
+            elif args.strategy == "channel":
+                cells = x
+            else:
+                cells = x.reshape(-1, args.group_size)
+            lo, hi = mse_search(cells, args)
+            scale, zp = calculate_qparams(lo, hi, args)
+            cases.append(dict(name=name, dtype=str(dtype).removeprefix("torch."), args=args.model_dump(mode="json"),
+                              min=f32hex(lo), max=f32hex(hi), scales=f32hex(scale),
+                              zero_points=flat(zp.to(torch.int32)) if args.type == "int" else []))
+    return cases
+
+
 def quant_golden():
     cases = []
     for dtype in (torch.float32, torch.bfloat16):
@@ -180,7 +241,7 @@ def quant_golden():
             cases.append(quant_case(name, kwargs, role, dtype))
     inputs = {str(d).removeprefix("torch."): f32hex(test_matrix().to(d)) for d in (torch.float32, torch.bfloat16)}
     return dict(compressed_tensors_version=compressed_tensors.__version__, torch_version=torch.__version__,
-                rows=8, cols=64, inputs=inputs, cases=cases, e5m2_cases=e5m2_cases())
+                rows=8, cols=64, inputs=inputs, cases=cases, e5m2_cases=e5m2_cases(), mse_cases=mse_golden())
 
 
 # ---- presets and config.json ----------------------------------------------------------------------------
