@@ -1,4 +1,5 @@
-// bench/cuda_gemm: the CUDA kernel library on Llama-3.1-8B linear shapes, against cuBLAS fp16 in the same run.
+// bench/cuda_gemm: the CUDA kernel library on Llama-3.1-8B linear shapes, against cuBLAS fp16 in the same
+// run.
 //
 //   cuda_gemm [--json] [--m 1,4,16] [--shapes 4096x4096,28672x4096] [--reps 15] [--inner 10]
 //
@@ -24,26 +25,25 @@
 #include <vector>
 
 #include "cuda/cuda_gemm.h"
-#include "io/dtype.h"
-#include "quant/pack.h"
 
 namespace {
 
 using namespace lowbit::cuda;
 
-#define CHECK(expr)                                                                                   \
-  do {                                                                                                \
-    const cudaError_t e_ = (expr);                                                                    \
-    if (e_ != cudaSuccess) {                                                                          \
-      std::fprintf(stderr, "cuda_gemm: %s failed: %s\n", #expr, cudaGetErrorString(e_));              \
-      std::exit(1);                                                                                   \
-    }                                                                                                 \
+#define CHECK(expr)                                                                      \
+  do {                                                                                   \
+    const cudaError_t e_ = (expr);                                                       \
+    if (e_ != cudaSuccess) {                                                             \
+      std::fprintf(stderr, "cuda_gemm: %s failed: %s\n", #expr, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                      \
+    }                                                                                    \
   } while (0)
 
 struct Options {
   bool json = false;
   std::vector<int64_t> ms = {1, 4, 16, 64, 256, 1024, 4096};
-  std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {6144, 4096}, {28672, 4096}, {4096, 14336}};
+  std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {4096, 4096}, {6144, 4096}, {28672, 4096}, {4096, 14336}};
   int reps = 15;
   int inner = 10;
 };
@@ -51,7 +51,8 @@ struct Options {
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
   size_t start = 0;
-  for (size_t pos; (pos = s.find(sep, start)) != std::string::npos; start = pos + 1) out.push_back(s.substr(start, pos - start));
+  for (size_t pos; (pos = s.find(sep, start)) != std::string::npos; start = pos + 1)
+    out.push_back(s.substr(start, pos - start));
   out.push_back(s.substr(start));
   return out;
 }
@@ -87,8 +88,9 @@ Options parse(int argc, char** argv) {
     } else if (a == "--inner") {
       o.inner = std::max(1, std::stoi(value()));
     } else {
-      std::fprintf(stderr,
-                   "usage: cuda_gemm [--json] [--m 1,4,16] [--shapes 4096x4096,...] [--reps 15] [--inner 10]\n");
+      std::fprintf(
+          stderr,
+          "usage: cuda_gemm [--json] [--m 1,4,16] [--shapes 4096x4096,...] [--reps 15] [--inner 10]\n");
       std::exit(a == "--help" || a == "-h" ? 0 : 2);
     }
   }
@@ -127,7 +129,8 @@ double copy_bandwidth_gbs(Context& ctx, const Options& o) {
   DeviceBuffer a(bytes), b(bytes);
   a.fill_bytes(1);
   cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
-  const double us = time_us(ctx, o, [&](int) { CHECK(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, s)); });
+  const double us = time_us(
+      ctx, o, [&](int) { CHECK(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, s)); });
   return 2.0 * static_cast<double>(bytes) / (us * 1e3);
 }
 
@@ -159,13 +162,13 @@ void bench_shape(Context& ctx, const Options& o, int64_t n, int64_t k, bool fp8_
   // Activations: fp16 values in [-1, 1); the output buffer is shared by all kernels.
   std::vector<uint16_t> xh(static_cast<size_t>(max_m * k));
   std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
-  for (auto& v : xh) v = lowbit::f32_to_f16(unit(rng));
+  for (auto& v : xh) v = f32_to_act(unit(rng), ActDType::F16);
   DeviceBuffer x(xh.size() * 2), y(static_cast<size_t>(max_m * n) * 2);
   x.upload(xh.data(), xh.size() * 2);
 
   // Weights (random codes are as good as real ones for timing), replicated to defeat L2.
   std::vector<uint16_t> dense_h(static_cast<size_t>(n * k));
-  for (auto& v : dense_h) v = lowbit::f32_to_f16(unit(rng) * 0.05f);
+  for (auto& v : dense_h) v = f32_to_act(unit(rng) * 0.05f, ActDType::F16);
   const int dense_reps = replicas_for(n * k * 2);
   std::vector<DeviceBuffer> dense;
   for (int i = 0; i < dense_reps; ++i) {
@@ -178,11 +181,13 @@ void bench_shape(Context& ctx, const Options& o, int64_t n, int64_t k, bool fp8_
     std::vector<uint32_t> packed = random_words(static_cast<size_t>(n * k * bits / 32), rng);
     const int64_t groups = group > 0 ? k / group : 1;
     std::vector<float> scales(static_cast<size_t>(n * groups), 0.01f);
-    std::vector<int8_t> zeros(static_cast<size_t>(n * groups), 1);
-    std::vector<int32_t> zeros_packed = lowbit::pack_int_cols(zeros.data(), n, groups, bits);
-    PackedQuantWeight w{bits, n, k, group, reinterpret_cast<const int32_t*>(packed.data()), scales.data(),
-                        asym ? zeros_packed.data() : nullptr};
-    const WeightOnlyLayout layout = relayout_weight_only(w, ActDType::F16, "bench");
+    const PackedQuantWeight w{
+        bits, n, k, group, reinterpret_cast<const int32_t*>(packed.data()), scales.data(), nullptr};
+    WeightOnlyLayout layout = relayout_weight_only(w, ActDType::F16, "bench");
+    if (asym) {  // timing only needs a valid layout: give every group the zero point 1
+      layout.symmetric = false;
+      layout.zeros.assign(static_cast<size_t>(n * groups), 1);
+    }
     std::vector<DeviceWeightOnly> out;
     const int reps = replicas_for(layout.device_bytes());
     for (int i = 0; i < reps; ++i) out.push_back(upload_weight_only(layout));
@@ -197,7 +202,8 @@ void bench_shape(Context& ctx, const Options& o, int64_t n, int64_t k, bool fp8_
   std::vector<float> wscale(static_cast<size_t>(n), 0.01f);
   const Int8WeightLayout int8_layout = relayout_int8(q8.data(), wscale.data(), n, k, "bench");
   std::vector<DeviceInt8Weight> i8;
-  for (int i = 0, r = replicas_for(int8_layout.device_bytes()); i < r; ++i) i8.push_back(upload_int8(int8_layout));
+  for (int i = 0, r = replicas_for(int8_layout.device_bytes()); i < r; ++i)
+    i8.push_back(upload_int8(int8_layout));
 
   std::vector<DeviceFp8Weight> f8, f8c;
   if (fp8_ok) {
@@ -218,18 +224,14 @@ void bench_shape(Context& ctx, const Options& o, int64_t n, int64_t k, bool fp8_
     add("cublas_f16", 2.0 * n * k, [&](int i) {
       gemm_dense(ctx, dense[i % dense.size()].data(), n, k, x.data(), m, y.data(), ActDType::F16);
     });
-    add("w4a16_g128", w4[0].device_bytes, [&](int i) {
-      gemm_weight_only(ctx, w4[i % w4.size()], x.data(), m, y.data(), ActDType::F16);
-    });
-    add("w4a16_g128_asym", w4a[0].device_bytes, [&](int i) {
-      gemm_weight_only(ctx, w4a[i % w4a.size()], x.data(), m, y.data(), ActDType::F16);
-    });
-    add("w8a16_ch", w8[0].device_bytes, [&](int i) {
-      gemm_weight_only(ctx, w8[i % w8.size()], x.data(), m, y.data(), ActDType::F16);
-    });
-    add("w8a8_int8", i8[0].device_bytes, [&](int i) {
-      gemm_int8(ctx, i8[i % i8.size()], x.data(), m, y.data(), ActDType::F16);
-    });
+    add("w4a16_g128", w4[0].device_bytes,
+        [&](int i) { gemm_weight_only(ctx, w4[i % w4.size()], x.data(), m, y.data(), ActDType::F16); });
+    add("w4a16_g128_asym", w4a[0].device_bytes,
+        [&](int i) { gemm_weight_only(ctx, w4a[i % w4a.size()], x.data(), m, y.data(), ActDType::F16); });
+    add("w8a16_ch", w8[0].device_bytes,
+        [&](int i) { gemm_weight_only(ctx, w8[i % w8.size()], x.data(), m, y.data(), ActDType::F16); });
+    add("w8a8_int8", i8[0].device_bytes,
+        [&](int i) { gemm_int8(ctx, i8[i % i8.size()], x.data(), m, y.data(), ActDType::F16); });
     if (fp8_ok) {
       add("w8a8_fp8", f8[0].device_bytes, [&](int i) {
         gemm_fp8(ctx, f8[i % f8.size()], x.data(), m, y.data(), ActDType::F16, Fp8ActScale::PerTensor);
@@ -271,8 +273,8 @@ int main(int argc, char** argv) {
     if (o.json) {
       std::printf("{\"device\": \"%s\", \"copy_gbs\": %.1f, \"results\": [\n", device.c_str(), copy_gbs);
     } else {
-      std::printf("%-16s %6s %6s %6s %10s %9s %8s %9s %8s\n", "kernel", "M", "N", "K", "us", "GB/s", "TFLOP/s",
-                  "x cuBLAS", "%copy");
+      std::printf("%-16s %6s %6s %6s %10s %9s %8s %9s %8s\n", "kernel", "M", "N", "K", "us", "GB/s",
+                  "TFLOP/s", "x cuBLAS", "%copy");
     }
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
@@ -282,14 +284,17 @@ int main(int argc, char** argv) {
       const double frac = gbs / copy_gbs;
       if (o.json) {
         std::printf(
-            "  {\"kernel\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"us\": %.3f, \"weight_bytes\": %.0f, "
-            "\"weight_gbs\": %.1f, \"tflops\": %.2f, \"speedup_vs_cublas_f16\": %.3f, \"copy_fraction\": %.3f}%s\n",
-            r.kernel.c_str(), static_cast<long long>(r.m), static_cast<long long>(r.n), static_cast<long long>(r.k),
-            r.us, r.weight_bytes, gbs, tflops, speedup, frac, i + 1 < rows.size() ? "," : "");
+            "  {\"kernel\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"us\": %.3f, \"weight_bytes\": "
+            "%.0f, "
+            "\"weight_gbs\": %.1f, \"tflops\": %.2f, \"speedup_vs_cublas_f16\": %.3f, \"copy_fraction\": "
+            "%.3f}%s\n",
+            r.kernel.c_str(), static_cast<long long>(r.m), static_cast<long long>(r.n),
+            static_cast<long long>(r.k), r.us, r.weight_bytes, gbs, tflops, speedup, frac,
+            i + 1 < rows.size() ? "," : "");
       } else {
         std::printf("%-16s %6lld %6lld %6lld %10.2f %9.0f %8.1f %9.2f %7.0f%%\n", r.kernel.c_str(),
-                    static_cast<long long>(r.m), static_cast<long long>(r.n), static_cast<long long>(r.k), r.us, gbs,
-                    tflops, speedup, 100.0 * frac);
+                    static_cast<long long>(r.m), static_cast<long long>(r.n), static_cast<long long>(r.k),
+                    r.us, gbs, tflops, speedup, 100.0 * frac);
       }
     }
     if (o.json) std::printf("]}\n");

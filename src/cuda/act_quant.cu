@@ -14,7 +14,8 @@ namespace {
 constexpr int kThreads = 256;
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) row_amax_kernel(const T* __restrict__ x, int k, float* __restrict__ amax) {
+__global__ void __launch_bounds__(kThreads)
+    row_amax_kernel(const T* __restrict__ x, int k, float* __restrict__ amax) {
   const T* row = x + static_cast<size_t>(blockIdx.x) * k;
   float v = 0.0f;
   for (int c = threadIdx.x; c < k; c += kThreads) v = fmaxf(v, fabsf(Act<T>::to_f32(row[c])));
@@ -30,8 +31,8 @@ __global__ void __launch_bounds__(kThreads) row_amax_kernel(const T* __restrict_
 }
 
 // scale[i] = amax / qmax (1 for an all-zero row). Per tensor: one block reduces all rows into scale[0].
-__global__ void __launch_bounds__(kThreads)
-    scales_kernel(const float* __restrict__ amax, int m, float qmax, bool per_tensor, float* __restrict__ scale) {
+__global__ void __launch_bounds__(kThreads) scales_kernel(const float* __restrict__ amax, int m, float qmax,
+                                                          bool per_tensor, float* __restrict__ scale) {
   if (!per_tensor) {
     const int i = blockIdx.x * kThreads + threadIdx.x;
     if (i < m) scale[i] = amax[i] > 0.0f ? amax[i] / qmax : 1.0f;
@@ -62,9 +63,9 @@ struct ToE4m3 {
 };
 
 template <typename T, typename Q, typename Out>
-__global__ void __launch_bounds__(kThreads) quantize_rows_kernel(const T* __restrict__ x, int k, int k_padded,
-                                                                 const float* __restrict__ scale, bool per_tensor,
-                                                                 Out* __restrict__ q) {
+__global__ void __launch_bounds__(kThreads)
+    quantize_rows_kernel(const T* __restrict__ x, int k, int k_padded, const float* __restrict__ scale,
+                         bool per_tensor, Out* __restrict__ q) {
   const size_t r = blockIdx.x;
   const float s = scale[per_tensor ? 0 : r];
   const T* row = x + r * k;
@@ -74,20 +75,22 @@ __global__ void __launch_bounds__(kThreads) quantize_rows_kernel(const T* __rest
 }
 
 template <typename T, typename Q, typename Out>
-void quantize(Context& ctx, const void* x, int64_t m, int64_t k, int64_t k_padded, float qmax, bool per_tensor,
-              void* q, void* scale) {
+void quantize(Context& ctx, const void* x, int64_t m, int64_t k, int64_t k_padded, float qmax,
+              bool per_tensor, void* q, void* scale) {
   if (m <= 0 || k <= 0 || k_padded < k) throw_error("activation quantization: bad shape");
   cudaStream_t s = stream_of(ctx);
   // The row maxima live in the temporary scratch slot (callers may keep q / scale in the activation slot).
-  auto* amax = static_cast<float*>(ctx.impl().scratch_bytes(kScratchTemp, static_cast<size_t>(m) * sizeof(float)));
-  row_amax_kernel<T><<<static_cast<unsigned>(m), kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<int>(k), amax);
+  auto* amax =
+      static_cast<float*>(ctx.impl().scratch_bytes(kScratchTemp, static_cast<size_t>(m) * sizeof(float)));
+  row_amax_kernel<T>
+      <<<static_cast<unsigned>(m), kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<int>(k), amax);
   LOWBIT_CUDA_CHECK_LAUNCH();
-  scales_kernel<<<per_tensor ? 1u : ceil_div(m, kThreads), kThreads, 0, s>>>(amax, static_cast<int>(m), qmax,
-                                                                            per_tensor, static_cast<float*>(scale));
+  scales_kernel<<<per_tensor ? 1u : ceil_div(m, kThreads), kThreads, 0, s>>>(
+      amax, static_cast<int>(m), qmax, per_tensor, static_cast<float*>(scale));
   LOWBIT_CUDA_CHECK_LAUNCH();
   quantize_rows_kernel<T, Q, Out><<<static_cast<unsigned>(m), kThreads, 0, s>>>(
-      static_cast<const T*>(x), static_cast<int>(k), static_cast<int>(k_padded), static_cast<const float*>(scale),
-      per_tensor, static_cast<Out*>(q));
+      static_cast<const T*>(x), static_cast<int>(k), static_cast<int>(k_padded),
+      static_cast<const float*>(scale), per_tensor, static_cast<Out*>(q));
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 

@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <tuple>
 #include <string>
+#include <tuple>
 
 #include "cuda/cuda_gemm.h"
 
@@ -22,17 +22,17 @@ namespace lowbit::cuda {
 [[noreturn]] void throw_cuda_error(const char* what, const char* detail, const char* file, int line);
 [[noreturn]] void throw_error(const std::string& message);
 
-#define LOWBIT_CUDA_CHECK(expr)                                                                 \
-  do {                                                                                          \
-    const cudaError_t lowbit_err_ = (expr);                                                     \
-    if (lowbit_err_ != cudaSuccess)                                                             \
+#define LOWBIT_CUDA_CHECK(expr)                                                                     \
+  do {                                                                                              \
+    const cudaError_t lowbit_err_ = (expr);                                                         \
+    if (lowbit_err_ != cudaSuccess)                                                                 \
       ::lowbit::cuda::throw_cuda_error(#expr, cudaGetErrorString(lowbit_err_), __FILE__, __LINE__); \
   } while (0)
 
-#define LOWBIT_CUBLAS_CHECK(expr)                                                                   \
-  do {                                                                                              \
-    const cublasStatus_t lowbit_st_ = (expr);                                                       \
-    if (lowbit_st_ != CUBLAS_STATUS_SUCCESS)                                                        \
+#define LOWBIT_CUBLAS_CHECK(expr)                                                                     \
+  do {                                                                                                \
+    const cublasStatus_t lowbit_st_ = (expr);                                                         \
+    if (lowbit_st_ != CUBLAS_STATUS_SUCCESS)                                                          \
       ::lowbit::cuda::throw_cuda_error(#expr, cublasGetStatusString(lowbit_st_), __FILE__, __LINE__); \
   } while (0)
 
@@ -74,7 +74,9 @@ struct Context::Impl {
 inline constexpr int kScratchActivations = 0;
 inline constexpr int kScratchTemp = 1;
 
-inline cudaStream_t stream_of(Context& ctx) { return ctx.impl().stream; }
+inline cudaStream_t stream_of(Context& ctx) {
+  return ctx.impl().stream;
+}
 
 // fp16 / bf16 conversions for kernel templates parameterized on the storage type.
 template <typename T>
@@ -98,6 +100,8 @@ struct Act<__nv_bfloat16> {
   using T2 = __nv_bfloat162;
 };
 
-inline unsigned ceil_div(int64_t a, int64_t b) { return static_cast<unsigned>((a + b - 1) / b); }
+inline unsigned ceil_div(int64_t a, int64_t b) {
+  return static_cast<unsigned>((a + b - 1) / b);
+}
 
 }  // namespace lowbit::cuda

@@ -1,6 +1,7 @@
 // The CUDA kernel library for packed low-bit matrix products: Y = X · Wᵀ with X: M x K fp16/bf16 activations
-// (row-major), W: N x K quantized weights, Y: M x N in the activation dtype. This header needs no CUDA headers
-// (device pointers are void*, the CUDA state lives behind Context's pImpl), so any C++ target can include it.
+// (row-major), W: N x K quantized weights, Y: M x N in the activation dtype. This header needs no CUDA
+// headers (device pointers are void*, the CUDA state lives behind Context's pImpl), so any C++ target can
+// include it.
 //
 // Kernels (see docs/CUDA.md for the designs and error bounds):
 //   gemm_weight_only  W4A16 / W8A16, group-wise (any multiple of 32) or per-channel, sym or asym.

@@ -10,6 +10,8 @@ namespace lowbit::cuda {
   fail("CUDA error in {} ({}:{}): {}", what, file, line, detail);
 }
 
-[[noreturn]] void throw_error(const std::string& message) { fail("{}", message); }
+[[noreturn]] void throw_error(const std::string& message) {
+  fail("{}", message);
+}
 
 }  // namespace lowbit::cuda

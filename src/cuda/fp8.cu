@@ -43,16 +43,16 @@ LtPlan& plan_for(Context& ctx, int64_t m, int64_t n, int64_t kp, cudaDataType_t 
   cublasLtMatmulPreference_t pref = nullptr;
   LOWBIT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const size_t ws = ctx.impl().lt_workspace.bytes();
-  LOWBIT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                                           sizeof ws));
+  LOWBIT_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx.impl().blas_lt, plan->desc, plan->a, plan->b,
                                                            plan->c, plan->c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0)
-    throw_error("gemm_fp8: cuBLASLt has no fp8 algorithm for M=" + std::to_string(m) + " N=" + std::to_string(n) +
-                " K=" + std::to_string(kp) + " (" + cublasGetStatusString(st) + ")");
+    throw_error("gemm_fp8: cuBLASLt has no fp8 algorithm for M=" + std::to_string(m) + " N=" +
+                std::to_string(n) + " K=" + std::to_string(kp) + " (" + cublasGetStatusString(st) + ")");
   plan->algo = result.algo;
   return *plans.emplace(key, std::move(plan)).first->second;
 }
@@ -81,21 +81,21 @@ void gemm_fp8(Context& ctx, const DeviceFp8Weight& w, const void* x, int64_t m, 
     LOWBIT_LT_SET(plan.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, sx);
   }
   void* out = fused ? y
-                    : ctx.impl().scratch_bytes(kScratchTemp, static_cast<size_t>(m) * static_cast<size_t>(w.n) *
-                                                                 sizeof(float));
+                    : ctx.impl().scratch_bytes(
+                          kScratchTemp, static_cast<size_t>(m) * static_cast<size_t>(w.n) * sizeof(float));
   const float alpha = 1.0f, beta = 0.0f;
   cudaStream_t s = stream_of(ctx);
-  LOWBIT_CUBLAS_CHECK(cublasLtMatmul(ctx.impl().blas_lt, plan.desc, &alpha, w.q.data(), plan.a, xq, plan.b, &beta,
-                                     out, plan.c, out, plan.c, &plan.algo, ctx.impl().lt_workspace.data(),
-                                     ctx.impl().lt_workspace.bytes(), s));
+  LOWBIT_CUBLAS_CHECK(cublasLtMatmul(ctx.impl().blas_lt, plan.desc, &alpha, w.q.data(), plan.a, xq, plan.b,
+                                     &beta, out, plan.c, out, plan.c, &plan.algo,
+                                     ctx.impl().lt_workspace.data(), ctx.impl().lt_workspace.bytes(), s));
   if (!fused) {
     const size_t total = static_cast<size_t>(m) * static_cast<size_t>(w.n);
     const unsigned blocks = ceil_div(static_cast<int64_t>(total), 256);
     const auto* d = static_cast<const float*>(out);
     const int mi = static_cast<int>(m), ni = static_cast<int>(w.n);
     if (dtype == ActDType::F16)
-      scale_epilogue_kernel<__half><<<blocks, 256, 0, s>>>(d, sx, per_token, sw, w.per_channel,
-                                                           static_cast<__half*>(y), mi, ni);
+      scale_epilogue_kernel<__half>
+          <<<blocks, 256, 0, s>>>(d, sx, per_token, sw, w.per_channel, static_cast<__half*>(y), mi, ni);
     else
       scale_epilogue_kernel<__nv_bfloat16><<<blocks, 256, 0, s>>>(d, sx, per_token, sw, w.per_channel,
                                                                   static_cast<__nv_bfloat16*>(y), mi, ni);

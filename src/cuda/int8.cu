@@ -15,8 +15,9 @@ constexpr int kSmemStride = 80;  // 64 + 16 bytes: 20-word rows, fragment loads 
 
 template <typename T>
 __global__ void __launch_bounds__(128)
-    int8_mma_kernel(const int8_t* __restrict__ xq, const float* __restrict__ sx, const int8_t* __restrict__ wq,
-                    const float* __restrict__ sw, T* __restrict__ y, int m, int n, int k_padded) {
+    int8_mma_kernel(const int8_t* __restrict__ xq, const float* __restrict__ sx,
+                    const int8_t* __restrict__ wq, const float* __restrict__ sw, T* __restrict__ y, int m,
+                    int n, int k_padded) {
   __shared__ __align__(16) int8_t xs[kTile][kSmemStride];
   __shared__ __align__(16) int8_t ws[kTile][kSmemStride];
 
@@ -37,11 +38,13 @@ __global__ void __launch_bounds__(128)
       const int r = p / 4, c = (p % 4) * 16;
       const uint4 zero = make_uint4(0, 0, 0, 0);
       *reinterpret_cast<uint4*>(&xs[r][c]) =
-          bm + r < m ? __ldg(reinterpret_cast<const uint4*>(xq + static_cast<size_t>(bm + r) * k_padded + k0 + c))
-                     : zero;
+          bm + r < m
+              ? __ldg(reinterpret_cast<const uint4*>(xq + static_cast<size_t>(bm + r) * k_padded + k0 + c))
+              : zero;
       *reinterpret_cast<uint4*>(&ws[r][c]) =
-          bn + r < n ? __ldg(reinterpret_cast<const uint4*>(wq + static_cast<size_t>(bn + r) * k_padded + k0 + c))
-                     : zero;
+          bn + r < n
+              ? __ldg(reinterpret_cast<const uint4*>(wq + static_cast<size_t>(bn + r) * k_padded + k0 + c))
+              : zero;
     }
     __syncthreads();
 
@@ -112,7 +115,8 @@ void gemm_int8(Context& ctx, const DeviceInt8Weight& w, const void* x, int64_t m
   if (dtype == ActDType::F16)
     int8_mma_kernel<__half><<<grid, 128, 0, s>>>(xq, sx, wq, sw, static_cast<__half*>(y), mi, ni, kp);
   else
-    int8_mma_kernel<__nv_bfloat16><<<grid, 128, 0, s>>>(xq, sx, wq, sw, static_cast<__nv_bfloat16*>(y), mi, ni, kp);
+    int8_mma_kernel<__nv_bfloat16>
+        <<<grid, 128, 0, s>>>(xq, sx, wq, sw, static_cast<__nv_bfloat16*>(y), mi, ni, kp);
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 

@@ -11,19 +11,28 @@
 
 namespace lowbit::cuda {
 
-const char* to_string(ActDType t) { return t == ActDType::F16 ? "f16" : "bf16"; }
+const char* to_string(ActDType t) {
+  return t == ActDType::F16 ? "f16" : "bf16";
+}
 
 const char* to_string(WeightOnlyKernel k) {
   switch (k) {
-    case WeightOnlyKernel::Auto: return "auto";
-    case WeightOnlyKernel::Gemv: return "gemv";
-    case WeightOnlyKernel::Mma: return "mma";
+    case WeightOnlyKernel::Auto:
+      return "auto";
+    case WeightOnlyKernel::Gemv:
+      return "gemv";
+    case WeightOnlyKernel::Mma:
+      return "mma";
   }
   return "?";
 }
 
-float act_to_f32(uint16_t v, ActDType t) { return t == ActDType::F16 ? f16_to_f32(v) : bf16_to_f32(v); }
-uint16_t f32_to_act(float v, ActDType t) { return t == ActDType::F16 ? f32_to_f16(v) : f32_to_bf16(v); }
+float act_to_f32(uint16_t v, ActDType t) {
+  return t == ActDType::F16 ? f16_to_f32(v) : bf16_to_f32(v);
+}
+uint16_t f32_to_act(float v, ActDType t) {
+  return t == ActDType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
+}
 
 int64_t WeightOnlyLayout::device_bytes() const {
   return static_cast<int64_t>(qweight.size() * sizeof(uint32_t) + scales.size() * sizeof(uint16_t) +
@@ -75,6 +84,8 @@ WeightOnlyLayout relayout_weight_only(const PackedQuantWeight& w, ActDType scale
     const float s = w.weight_scale[i];
     if (!std::isfinite(s)) fail("{}: weight_scale[{}] = {} is not finite", name, i, s);
     out.scales[i] = f32_to_act(s, scale_dtype);
+    if (!std::isfinite(act_to_f32(out.scales[i], scale_dtype)))
+      fail("{}: weight_scale[{}] = {} overflows {}", name, i, s, to_string(scale_dtype));
   }
 
   if (!out.symmetric) {
@@ -116,14 +127,16 @@ float layout_weight_at(const WeightOnlyLayout& layout, int64_t row, int64_t col)
   const int64_t g = std::min(col / layout.group_size, layout.num_groups - 1);
   const size_t gi = static_cast<size_t>(row * layout.num_groups + g);
   // The kernels fold the code offset and the zero point into one float before the multiply.
-  const float offset = static_cast<float>((1 << (layout.bits - 1)) + (layout.symmetric ? 0 : layout.zeros[gi]));
+  const float offset =
+      static_cast<float>((1 << (layout.bits - 1)) + (layout.symmetric ? 0 : layout.zeros[gi]));
   return (static_cast<float>(code) - offset) * act_to_f32(layout.scales[gi], layout.scale_dtype);
 }
 
 std::vector<float> dequantize_layout(const WeightOnlyLayout& layout) {
   std::vector<float> w(static_cast<size_t>(layout.n * layout.k));
   for (int64_t r = 0; r < layout.n; ++r)
-    for (int64_t c = 0; c < layout.k; ++c) w[static_cast<size_t>(r * layout.k + c)] = layout_weight_at(layout, r, c);
+    for (int64_t c = 0; c < layout.k; ++c)
+      w[static_cast<size_t>(r * layout.k + c)] = layout_weight_at(layout, r, c);
   return w;
 }
 
@@ -183,7 +196,8 @@ void quantize_act_fp8_ref(const uint16_t* x, ActDType dtype, int64_t m, int64_t 
   std::vector<float> amax(static_cast<size_t>(m), 0.0f);
   for (int64_t r = 0; r < m; ++r)
     for (int64_t c = 0; c < k; ++c)
-      amax[static_cast<size_t>(r)] = std::max(amax[static_cast<size_t>(r)], std::fabs(act_to_f32(x[r * k + c], dtype)));
+      amax[static_cast<size_t>(r)] =
+          std::max(amax[static_cast<size_t>(r)], std::fabs(act_to_f32(x[r * k + c], dtype)));
   if (mode == Fp8ActScale::PerTensor) {
     const float all = *std::max_element(amax.begin(), amax.end());
     std::fill(amax.begin(), amax.end(), all);
@@ -191,7 +205,7 @@ void quantize_act_fp8_ref(const uint16_t* x, ActDType dtype, int64_t m, int64_t 
   for (int64_t r = 0; r < m; ++r) {
     const float a = amax[static_cast<size_t>(r)];
     const float s = a > 0.0f ? a / kE4m3Max : 1.0f;
-    if (mode == Fp8ActScale::PerToken || r == 0) scale[mode == Fp8ActScale::PerToken ? r : 0] = s;
+    scale[mode == Fp8ActScale::PerToken ? r : 0] = s;  // per tensor: every row writes the same value
     for (int64_t c = 0; c < k_padded; ++c)
       q[r * k_padded + c] = c < k ? f32_to_e4m3(act_to_f32(x[r * k + c], dtype) / s) : 0;
   }

@@ -1,7 +1,8 @@
-// Host-side (CPU, no CUDA headers) half of the CUDA kernel library: the offline re-layout of quantized weights
-// into the form the GPU kernels read, its exact inverse, a CPU emulation of what the kernels read and compute,
-// the CPU references of the activation-quantization kernels, and the choice of kernel by M. Everything here
-// is unit-tested on the CPU (tests/cuda/layout_test.cc); the GPU kernels are tested against it.
+// Host-side (CPU, no CUDA headers) half of the CUDA kernel library: the offline re-layout of quantized
+// weights into the form the GPU kernels read, its exact inverse, a CPU emulation of what the kernels read and
+// compute, the CPU references of the activation-quantization kernels, and the choice of kernel by M.
+// Everything here is unit-tested on the CPU (tests/cuda/layout_test.cc); the GPU kernels are tested against
+// it.
 //
 // Input format: compressed-tensors `pack-quantized` (see quant/pack.h). A weight W is N x K (out x in):
 //   weight_packed      int32 [N, packed_words(K, bits)]   unsigned codes u = q + 2^(bits-1), LSB first
@@ -28,18 +29,20 @@ inline constexpr int64_t kInt8KAlign = 64;
 // FP8 rows are padded along K to this: cuBLASLt wants 16-byte aligned leading dimensions for fp8.
 inline constexpr int64_t kFp8KAlign = 16;
 
-inline int64_t round_up(int64_t x, int64_t multiple) { return (x + multiple - 1) / multiple * multiple; }
+inline int64_t round_up(int64_t x, int64_t multiple) {
+  return (x + multiple - 1) / multiple * multiple;
+}
 
 // A W4A16 / W8A16 weight exactly as stored in a compressed-tensors checkpoint (host memory, not owned).
 // Scales are given as fp32 (a loader converts the checkpoint's bf16/fp16 scales losslessly).
 struct PackedQuantWeight {
-  int bits = 4;                                 // 4 or 8
-  int64_t n = 0;                                // output features (rows)
-  int64_t k = 0;                                // input features (columns)
-  int64_t group_size = 0;                       // 32, 64, 128 (any multiple of 32), or 0 / -1 for per-channel
-  const int32_t* weight_packed = nullptr;       // [n, packed_words(k, bits)]
-  const float* weight_scale = nullptr;          // [n, num_groups]
-  const int32_t* weight_zero_point = nullptr;   // [packed_words(n, bits), num_groups]; nullptr = symmetric
+  int bits = 4;                                // 4 or 8
+  int64_t n = 0;                               // output features (rows)
+  int64_t k = 0;                               // input features (columns)
+  int64_t group_size = 0;                      // 32, 64, 128 (any multiple of 32), or 0 / -1 for per-channel
+  const int32_t* weight_packed = nullptr;      // [n, packed_words(k, bits)]
+  const float* weight_scale = nullptr;         // [n, num_groups]
+  const int32_t* weight_zero_point = nullptr;  // [packed_words(n, bits), num_groups]; nullptr = symmetric
 };
 
 // The GPU layout of a weight-only quantized matrix (what upload_weight_only() copies to the device).
@@ -98,8 +101,8 @@ struct Int8WeightLayout {
   int64_t n = 0;
   int64_t k = 0;
   int64_t k_padded = 0;
-  std::vector<int8_t> q;      // [n, k_padded]
-  std::vector<float> scale;   // [n]
+  std::vector<int8_t> q;     // [n, k_padded]
+  std::vector<float> scale;  // [n]
   int64_t device_bytes() const { return n * k_padded + n * 4; }
 };
 Int8WeightLayout relayout_int8(const int8_t* q, const float* scale, int64_t n, int64_t k, const char* name);
@@ -117,8 +120,8 @@ struct Fp8WeightLayout {
   int64_t k = 0;
   int64_t k_padded = 0;
   bool per_channel = false;
-  std::vector<uint8_t> q;     // [n, k_padded] e4m3 bit patterns, padding = +0
-  std::vector<float> scale;   // [n] or [1]
+  std::vector<uint8_t> q;    // [n, k_padded] e4m3 bit patterns, padding = +0
+  std::vector<float> scale;  // [n] or [1]
   int64_t device_bytes() const { return n * k_padded + static_cast<int64_t>(scale.size()) * 4; }
 };
 Fp8WeightLayout relayout_fp8(const uint8_t* q, const float* scale, bool per_channel, int64_t n, int64_t k,

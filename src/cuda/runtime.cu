@@ -67,14 +67,16 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
 }
 
 void DeviceBuffer::upload(const void* host, size_t bytes) {
-  if (bytes > bytes_) throw_error("DeviceBuffer::upload: " + std::to_string(bytes) + " bytes into a buffer of " +
-                                  std::to_string(bytes_));
+  if (bytes > bytes_)
+    throw_error("DeviceBuffer::upload: " + std::to_string(bytes) + " bytes into a buffer of " +
+                std::to_string(bytes_));
   if (bytes > 0) LOWBIT_CUDA_CHECK(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice));
 }
 
 void DeviceBuffer::download(void* host, size_t bytes) const {
-  if (bytes > bytes_) throw_error("DeviceBuffer::download: " + std::to_string(bytes) + " bytes from a buffer of " +
-                                  std::to_string(bytes_));
+  if (bytes > bytes_)
+    throw_error("DeviceBuffer::download: " + std::to_string(bytes) + " bytes from a buffer of " +
+                std::to_string(bytes_));
   if (bytes > 0) LOWBIT_CUDA_CHECK(cudaMemcpy(host, ptr_, bytes, cudaMemcpyDeviceToHost));
 }
 
@@ -106,9 +108,13 @@ Context::~Context() {
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
 }
 
-void Context::synchronize() { LOWBIT_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
+void Context::synchronize() {
+  LOWBIT_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+}
 
-void* Context::stream() const { return impl_->stream; }
+void* Context::stream() const {
+  return impl_->stream;
+}
 
 void* Context::Impl::scratch_bytes(int slot, size_t bytes) {
   DeviceBuffer& buf = scratch[slot];
@@ -180,9 +186,9 @@ void gemm_dense(Context& ctx, const void* w, int64_t n, int64_t k, const void* x
   const cudaDataType_t t = dtype == ActDType::F16 ? CUDA_R_16F : CUDA_R_16BF;
   const float alpha = 1.0f, beta = 0.0f;
   LOWBIT_CUBLAS_CHECK(cublasGemmEx(ctx.impl().blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n),
-                                   static_cast<int>(m), static_cast<int>(k), &alpha, w, t, static_cast<int>(k), x,
-                                   t, static_cast<int>(k), &beta, y, t, static_cast<int>(n), CUBLAS_COMPUTE_32F,
-                                   CUBLAS_GEMM_DEFAULT));
+                                   static_cast<int>(m), static_cast<int>(k), &alpha, w, t,
+                                   static_cast<int>(k), x, t, static_cast<int>(k), &beta, y, t,
+                                   static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace lowbit::cuda

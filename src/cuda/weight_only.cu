@@ -1,13 +1,13 @@
 // W4A16 / W8A16 products Y = X · Wᵀ on the GPU layout of layout.h.
 //
-// Decode (M <= 16), gemv_kernel: one warp per output row, 8 rows per 256-thread block. Each lane streams 16-byte
-// chunks of its row's codes (32 4-bit or 16 8-bit codes, always inside one quantization group because groups
-// are multiples of 32), dequantizes them in fp32 registers exactly as layout_weight_at() does, and multiplies
-// them with up to MT rows of X (read through the L1/L2 caches: X is tiny next to W). Partial sums are reduced
-// across the warp with shuffles. The weights are read once for all MT rows.
+// Decode (M <= 16), gemv_kernel: one warp per output row, 8 rows per 256-thread block. Each lane streams
+// 16-byte chunks of its row's codes (32 4-bit or 16 8-bit codes, always inside one quantization group because
+// groups are multiples of 32), dequantizes them in fp32 registers exactly as layout_weight_at() does, and
+// multiplies them with up to MT rows of X (read through the L1/L2 caches: X is tiny next to W). Partial sums
+// are reduced across the warp with shuffles. The weights are read once for all MT rows.
 //
-// Prefill (M > 16), mma_kernel: 64 x 64 output tiles, 4 warps each owning 32 x 32; per 64-wide K step the block
-// stages the X tile and the *dequantized* W tile (fp16/bf16) in shared memory, then each warp issues
+// Prefill (M > 16), mma_kernel: 64 x 64 output tiles, 4 warps each owning 32 x 32; per 64-wide K step the
+// block stages the X tile and the *dequantized* W tile (fp16/bf16) in shared memory, then each warp issues
 // mma.sync m16n8k16 with fp32 accumulators. No cp.async pipelining yet: correctness first (docs/CUDA.md).
 #include <algorithm>
 #include <string>
@@ -23,6 +23,7 @@ struct WeightOnlyArgs {
   const void* scales;       // [n, num_groups] of T
   const int8_t* zeros;      // [n, num_groups] or nullptr
   int n, k, k_padded, group_size, num_groups;
+  bool x_vec;  // X rows may be read with 16-byte loads: k % 8 == 0 and X 16-byte aligned
 };
 
 // Eight activations x[kk .. kk+7] of one row as fp32; zero past k. `vec` says 16-byte loads are legal there.
@@ -82,7 +83,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   const int words_per_row = a.k_padded * BITS / 32;
   const uint4* wrow = reinterpret_cast<const uint4*>(a.qweight + static_cast<size_t>(row) * words_per_row);
   const int chunks = (a.k + kCodesPerChunk - 1) / kCodesPerChunk;  // chunks past k are pure padding
-  const bool vec = a.k % 8 == 0;                                   // X rows are 16-byte aligned
+  const bool vec = a.x_vec;
 
   float acc[MT];
 #pragma unroll
@@ -137,7 +138,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
 }
 
-// ---- prefill: tensor cores ----------------------------------------------------------------------------------
+// ---- prefill: tensor cores
+// ----------------------------------------------------------------------------------
 
 constexpr int kTile = 64;        // BM = BN = BK
 constexpr int kSmemStride = 72;  // 64 + 8 halves of padding: fragment loads hit 32 distinct banks
@@ -154,7 +156,7 @@ __global__ void __launch_bounds__(128)
   const int wm = warp / 2, wn = warp % 2;  // this warp's 32 x 32 quarter of the tile
   const int gid = lane / 4, tig = lane % 4;
   const int bm = blockIdx.y * kTile, bn = blockIdx.x * kTile;
-  const bool x_vec = a.k % 8 == 0;
+  const bool x_vec = a.x_vec;
   const int words_per_row = a.k_padded * BITS / 32;
 
   float acc[2][4][4] = {};
@@ -181,8 +183,8 @@ __global__ void __launch_bounds__(128)
       const int row = bn + r;
       auto* dst = reinterpret_cast<typename Act<T>::T2*>(&ws[r][cc]);
       if (row < a.n) {
-        const uint4 q = __ldg(reinterpret_cast<const uint4*>(a.qweight + static_cast<size_t>(row) * words_per_row +
-                                                             (k0 + cc) * BITS / 32));
+        const uint4 q = __ldg(reinterpret_cast<const uint4*>(
+            a.qweight + static_cast<size_t>(row) * words_per_row + (k0 + cc) * BITS / 32));
         const uint32_t words[4] = {q.x, q.y, q.z, q.w};
         float scale, offset;
         group_params<T, BITS>(a, row, k0 + cc, scale, offset);
@@ -263,9 +265,15 @@ void launch(Context& ctx, const WeightOnlyArgs& a, const void* xv, int64_t m, vo
     const T* xs = x + m0 * a.k;
     T* ys = y + m0 * a.n;
     switch (plan.gemv_rows) {
-      case 1: gemv_kernel<T, BITS, 1><<<blocks, kGemvWarps * 32, 0, s>>>(a, xs, ys, rows); break;
-      case 4: gemv_kernel<T, BITS, 4><<<blocks, kGemvWarps * 32, 0, s>>>(a, xs, ys, rows); break;
-      default: gemv_kernel<T, BITS, 16><<<blocks, kGemvWarps * 32, 0, s>>>(a, xs, ys, rows); break;
+      case 1:
+        gemv_kernel<T, BITS, 1><<<blocks, kGemvWarps * 32, 0, s>>>(a, xs, ys, rows);
+        break;
+      case 4:
+        gemv_kernel<T, BITS, 4><<<blocks, kGemvWarps * 32, 0, s>>>(a, xs, ys, rows);
+        break;
+      default:
+        gemv_kernel<T, BITS, 16><<<blocks, kGemvWarps * 32, 0, s>>>(a, xs, ys, rows);
+        break;
     }
     LOWBIT_CUDA_CHECK_LAUNCH();
   }
@@ -276,8 +284,8 @@ void launch(Context& ctx, const WeightOnlyArgs& a, const void* xv, int64_t m, vo
 void gemm_weight_only(Context& ctx, const DeviceWeightOnly& w, const void* x, int64_t m, void* y,
                       ActDType dtype, WeightOnlyKernel kernel) {
   if (dtype != w.scale_dtype)
-    throw_error(std::string("gemm_weight_only: activations are ") + to_string(dtype) + " but the weight was laid out for " +
-                to_string(w.scale_dtype));
+    throw_error(std::string("gemm_weight_only: activations are ") + to_string(dtype) +
+                " but the weight was laid out for " + to_string(w.scale_dtype));
   if (w.bits != 4 && w.bits != 8) throw_error("gemm_weight_only: unsupported bits " + std::to_string(w.bits));
   if (w.n > INT32_MAX / 2 || w.k_padded > INT32_MAX / 2 || m > INT32_MAX / 2)
     throw_error("gemm_weight_only: shape too large for 32-bit indexing");
@@ -289,13 +297,18 @@ void gemm_weight_only(Context& ctx, const DeviceWeightOnly& w, const void* x, in
                          static_cast<int>(w.k),
                          static_cast<int>(w.k_padded),
                          static_cast<int>(w.group_size),
-                         static_cast<int>(w.num_groups)};
+                         static_cast<int>(w.num_groups),
+                         w.k % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0};
   if (dtype == ActDType::F16) {
-    if (w.bits == 4) launch<__half, 4>(ctx, a, x, m, y, plan);
-    else launch<__half, 8>(ctx, a, x, m, y, plan);
+    if (w.bits == 4)
+      launch<__half, 4>(ctx, a, x, m, y, plan);
+    else
+      launch<__half, 8>(ctx, a, x, m, y, plan);
   } else {
-    if (w.bits == 4) launch<__nv_bfloat16, 4>(ctx, a, x, m, y, plan);
-    else launch<__nv_bfloat16, 8>(ctx, a, x, m, y, plan);
+    if (w.bits == 4)
+      launch<__nv_bfloat16, 4>(ctx, a, x, m, y, plan);
+    else
+      launch<__nv_bfloat16, 8>(ctx, a, x, m, y, plan);
   }
 }
 

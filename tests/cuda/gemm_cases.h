@@ -76,7 +76,8 @@ inline QuantizedWeight make_weight_only(const WeightOnlyCase& c, uint32_t seed) 
   std::vector<float> w = random_normal(static_cast<size_t>(c.n * c.k), seed, 0.05f);
   if (!c.symmetric)
     for (int64_t r = 0; r < c.n; ++r)
-      for (int64_t i = 0; i < c.k; ++i) w[static_cast<size_t>(r * c.k + i)] += 0.02f * static_cast<float>(r % 5);
+      for (int64_t i = 0; i < c.k; ++i)
+        w[static_cast<size_t>(r * c.k + i)] += 0.02f * static_cast<float>(r % 5);
 
   const auto cells = static_cast<size_t>(c.n * q.groups);
   q.codes.resize(static_cast<size_t>(c.n * c.k));
@@ -87,8 +88,8 @@ inline QuantizedWeight make_weight_only(const WeightOnlyCase& c, uint32_t seed) 
   q.packed = pack_int_rows(q.codes.data(), c.n, c.k, c.bits);
   if (!c.symmetric) q.zeros_packed = pack_int_cols(q.zeros.data(), c.n, q.groups, c.bits);
   q.dequant.resize(static_cast<size_t>(c.n * c.k));
-  dequantize_int_ref(q.codes.data(), c.n, c.k, q.args, q.scales.data(), c.symmetric ? nullptr : q.zeros.data(),
-                     q.dequant.data(), ComputeDType::F32);
+  dequantize_int_ref(q.codes.data(), c.n, c.k, q.args, q.scales.data(),
+                     c.symmetric ? nullptr : q.zeros.data(), q.dequant.data(), ComputeDType::F32);
   return q;
 }
 
@@ -109,8 +110,8 @@ inline Activations make_activations(int64_t m, int64_t k, ActDType dtype, uint32
 }
 
 // y[m, n] = x[m, k] · w[n, k]ᵀ in double.
-inline std::vector<double> reference_product(const std::vector<float>& x, const std::vector<float>& w, int64_t m,
-                                             int64_t n, int64_t k) {
+inline std::vector<double> reference_product(const std::vector<float>& x, const std::vector<float>& w,
+                                             int64_t m, int64_t n, int64_t k) {
   std::vector<double> y(static_cast<size_t>(m * n));
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {

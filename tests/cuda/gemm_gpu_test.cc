@@ -33,7 +33,9 @@ using testing::WeightOnlyCase;
 #define REQUIRE_GPU() \
   if (!cuda_available()) GTEST_SKIP() << device_summary()
 
-double bound(ActDType dt, double f16, double bf16) { return dt == ActDType::F16 ? f16 : bf16; }
+double bound(ActDType dt, double f16, double bf16) {
+  return dt == ActDType::F16 ? f16 : bf16;
+}
 
 DeviceBuffer to_device(const std::vector<uint16_t>& v) {
   DeviceBuffer b(v.size() * 2);
@@ -71,11 +73,11 @@ TEST(CudaGemm, WeightOnlyMatchesReference) {
         const Activations a = make_activations(m, c.k, dt, static_cast<uint32_t>(100 + m));
         const std::vector<double> ref = reference_product(a.values, q.dequant, m, c.n, c.k);
         const DeviceBuffer x = to_device(a.bits);
-        for (WeightOnlyKernel kernel : {WeightOnlyKernel::Auto, WeightOnlyKernel::Gemv, WeightOnlyKernel::Mma}) {
+        for (WeightOnlyKernel kernel :
+             {WeightOnlyKernel::Auto, WeightOnlyKernel::Gemv, WeightOnlyKernel::Mma}) {
           SCOPED_TRACE(c.name() + " " + to_string(dt) + " m=" + std::to_string(m) + " " + to_string(kernel));
-          const auto y = run_poisoned(ctx, m, c.n, [&](void* out) {
-            gemm_weight_only(ctx, w, x.data(), m, out, dt, kernel);
-          });
+          const auto y = run_poisoned(
+              ctx, m, c.n, [&](void* out) { gemm_weight_only(ctx, w, x.data(), m, out, dt, kernel); });
           const bool mma = plan_weight_only(m, kernel).kernel == WeightOnlyKernel::Mma;
           const double err = relative_error(y, dt, ref);
           EXPECT_LT(err, mma ? bound(dt, 2e-3, 1e-2) : bound(dt, 1e-3, 6e-3));
@@ -93,6 +95,25 @@ TEST(CudaGemm, WeightOnlyRejectsMismatchedDtype) {
   const DeviceWeightOnly w = upload_weight_only(relayout_weight_only(q.view(c), ActDType::F16, "w"));
   DeviceBuffer x(128 * 2), y(8 * 2);
   EXPECT_THROW(gemm_weight_only(ctx, w, x.data(), 1, y.data(), ActDType::BF16), Error);
+}
+
+TEST(CudaGemm, WeightOnlyHandlesUnalignedActivations) {
+  REQUIRE_GPU();
+  Context ctx;
+  const WeightOnlyCase c{4, 64, 256, 128, false};
+  const auto q = make_weight_only(c, 13);
+  const DeviceWeightOnly w = upload_weight_only(relayout_weight_only(q.view(c), ActDType::F16, "w"));
+  for (int64_t m : {1, 5, 40}) {
+    const Activations a = make_activations(m, c.k, ActDType::F16, static_cast<uint32_t>(500 + m));
+    std::vector<uint16_t> shifted(a.bits.size() + 1, 0);  // X starts 2 bytes into the buffer
+    std::copy(a.bits.begin(), a.bits.end(), shifted.begin() + 1);
+    const DeviceBuffer x = to_device(shifted);
+    const void* x_unaligned = static_cast<const uint16_t*>(x.data()) + 1;
+    const auto y = run_poisoned(
+        ctx, m, c.n, [&](void* out) { gemm_weight_only(ctx, w, x_unaligned, m, out, ActDType::F16); });
+    EXPECT_LT(relative_error(y, ActDType::F16, reference_product(a.values, q.dequant, m, c.n, c.k)), 2e-3)
+        << "m=" << m;
+  }
 }
 
 // W8A8 int8 weights quantized per channel with the reference quantizer.
@@ -149,7 +170,8 @@ TEST(CudaGemm, Int8MatchesReference) {
         std::vector<float> xdeq(static_cast<size_t>(m * c.k));
         for (int64_t i = 0; i < m; ++i)
           for (int64_t t = 0; t < c.k; ++t)
-            xdeq[static_cast<size_t>(i * c.k + t)] = xq[static_cast<size_t>(i * kp + t)] * xs[static_cast<size_t>(i)];
+            xdeq[static_cast<size_t>(i * c.k + t)] =
+                xq[static_cast<size_t>(i * kp + t)] * xs[static_cast<size_t>(i)];
         const DeviceBuffer x = to_device(a.bits);
         const auto y = run_poisoned(ctx, m, c.n, [&](void* out) { gemm_int8(ctx, w, x.data(), m, out, dt); });
         EXPECT_LT(relative_error(y, dt, reference_product(xdeq, wdeq, m, c.n, c.k)), bound(dt, 1e-3, 6e-3));
@@ -182,8 +204,8 @@ TEST(CudaGemm, Fp8MatchesReference) {
       for (ActDType dt : {ActDType::F16, ActDType::BF16}) {
         for (int64_t m : {1, 16, 130}) {
           SCOPED_TRACE(std::string(per_channel ? "per-channel" : "per-tensor") + " weights, " +
-                       (mode == Fp8ActScale::PerToken ? "per-token" : "per-tensor") + " acts, " + to_string(dt) +
-                       " m=" + std::to_string(m));
+                       (mode == Fp8ActScale::PerToken ? "per-token" : "per-tensor") + " acts, " +
+                       to_string(dt) + " m=" + std::to_string(m));
           const Activations a = make_activations(m, k, dt, static_cast<uint32_t>(300 + m));
           const int64_t kp = round_up(k, kFp8KAlign);
           std::vector<uint8_t> xq(static_cast<size_t>(m * kp));
@@ -238,7 +260,8 @@ TEST(CudaGemm, DenseBaselineMatchesReference) {
     for (int64_t m : {1, 16, 130}) {
       const Activations a = make_activations(m, k, dt, static_cast<uint32_t>(400 + m));
       const DeviceBuffer x = to_device(a.bits);
-      const auto y = run_poisoned(ctx, m, n, [&](void* out) { gemm_dense(ctx, w.data(), n, k, x.data(), m, out, dt); });
+      const auto y =
+          run_poisoned(ctx, m, n, [&](void* out) { gemm_dense(ctx, w.data(), n, k, x.data(), m, out, dt); });
       EXPECT_LT(relative_error(y, dt, reference_product(a.values, wa.values, m, n, k)), bound(dt, 1e-3, 6e-3))
           << to_string(dt) << " m=" << m;
     }

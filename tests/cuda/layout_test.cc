@@ -68,7 +68,8 @@ TEST(CudaLayout, PaddingIsTheZeroCodeInTheLastGroup) {
     for (int64_t col = c.k; col < layout.k_padded; ++col) {
       const int64_t g = layout.num_groups - 1;  // clamped, like the kernels
       const float z = layout.zeros[static_cast<size_t>(r * layout.num_groups + g)];
-      const float s = act_to_f32(layout.scales[static_cast<size_t>(r * layout.num_groups + g)], ActDType::F16);
+      const float s =
+          act_to_f32(layout.scales[static_cast<size_t>(r * layout.num_groups + g)], ActDType::F16);
       EXPECT_EQ(layout_weight_at(layout, r, col), (0.0f - z) * s);
     }
 }
@@ -106,6 +107,11 @@ TEST(CudaLayout, RejectsBadInput) {
   scales[1] = NAN;
   bad = w;
   bad.weight_scale = scales.data();
+  EXPECT_THROW(relayout_weight_only(bad, ActDType::F16, "w"), Error);
+  scales = q.scales;
+  scales[0] = 1e6f;  // fine in bf16, +inf in fp16
+  bad.weight_scale = scales.data();
+  EXPECT_NO_THROW(relayout_weight_only(bad, ActDType::BF16, "w"));
   EXPECT_THROW(relayout_weight_only(bad, ActDType::F16, "w"), Error);
 
   // Non-zero padding bits in a partial last word mean the tensor is corrupt (k = 250: 2 codes of padding).
@@ -184,7 +190,8 @@ TEST(CudaActQuant, Fp8PerTokenAndPerTensorScales) {
     }
     for (int c = 40; c < 48; ++c) EXPECT_EQ(q[static_cast<size_t>(r * 48 + c)], 0);
   }
-  quantize_act_fp8_ref(a.bits.data(), ActDType::BF16, 3, 40, 48, Fp8ActScale::PerTensor, q.data(), per_tensor);
+  quantize_act_fp8_ref(a.bits.data(), ActDType::BF16, 3, 40, 48, Fp8ActScale::PerTensor, q.data(),
+                       per_tensor);
   EXPECT_EQ(per_tensor[0], amax_all / 448.0f);
 }
 
