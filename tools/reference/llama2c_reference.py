@@ -210,6 +210,18 @@ def main():
                                        "sha256": write_f32(os.path.join(args.out_dir, fname), arr)}
         prompts.append(entry)
 
+    # Negative control: the same model with llama2.c's unpermuted wq/wk must NOT match (shows the check has
+    # teeth: the permutation is what makes the logits agree).
+    with torch.inference_mode():
+        for l, layer in enumerate(model.model.layers):
+            layer.self_attn.q_proj.weight.copy_(torch.from_numpy(w["wq"][l]))
+            layer.self_attn.k_proj.weight.copy_(torch.from_numpy(w["wk"][l]))
+        ids = prompts[-1]["ids"]
+        wrong = model(input_ids=torch.tensor([ids])).logits[0].double().numpy()
+    control = float(np.abs(wrong - forward(w, np.array(ids))).max())
+    print(f"  negative control (no permutation), {prompts[-1]['name']}: max |diff| = {control:.3g}")
+    ok &= control > 100 * args.tolerance
+
     text_check = {}
     if args.text and os.path.exists(args.text):
         text = open(args.text, "rb").read().decode("utf-8")
@@ -231,6 +243,7 @@ def main():
         "vocab_size": w["vocab"], "dtype": "float64 -> float32",
         "generator": "tools/reference/llama2c_reference.py",
         "tokenizer_check": text_check,
+        "unpermuted_max_abs_diff": control,
         "prompts": prompts,
     }
     with open(os.path.join(args.out_dir, "llama2c_stories260K.json"), "w") as f:
