@@ -36,5 +36,6 @@ lscpu | grep -E 'Model name|^CPU\(s\)|Thread|L2|L3' || true
 # OpenBLAS sgemm). Weight matrices are cycled through >= 1 GiB of copies, so decode reads DRAM.
 run kernels_bench "$BUILD_DIR/bench/kernels_bench"
 
-# End-to-end engine benchmarks go here once they exist, e.g.:
-#   "$BUILD_DIR/lowbit" bench-forward models/... --tokens 128
+# Other benchmark binaries (tokenizer_bench, ...) and the end-to-end engine benchmark go here, e.g.:
+#   run tokenizer_bench "$BUILD_DIR/bench/tokenizer_bench"
+#   "$BUILD_DIR/lowbit" bench models/stories260K

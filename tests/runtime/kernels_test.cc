@@ -2,6 +2,7 @@
 // all weight dtypes, with and without bias, and 1/2/3 pool threads. Outputs are poisoned with NaN before
 // every call so an element the kernel forgot to write is caught.
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 
 #include <cmath>
 #include <cstdint>
@@ -225,6 +226,50 @@ TEST_P(ThreadsTest, LinearOtherDtypeFallsBackCorrectly) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, ThreadsTest, ::testing::Values(1, 2, 3));
+
+// The dispatcher picks one instruction set on this CPU; run the key checks on every other compiled one it
+// supports too (AVX2 / SSE4 / scalar have a different register budget and tail handling).
+TEST(AllSimdTargets, LinearAndElementwiseMatchReference) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  const int64_t N = 37, K = 131;
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+      std::vector<float> wv = random_floats(rng, static_cast<size_t>(N * K), -1, 1);
+      const StoredWeight w = store_weight(dtype, wv, N, K);
+      const std::vector<float> bias = random_floats(rng, static_cast<size_t>(N), -1, 1);
+      for (int64_t m : {1, 3, 5}) {
+        const std::vector<float> x = random_floats(rng, static_cast<size_t>(m * K), -1, 1);
+        std::vector<float> ref(static_cast<size_t>(m * N)), y(ref.size(), kNaN);
+        linear_ref(x.data(), m, w.view, bias.data(), ref.data());
+        linear_gemv(x.data(), m, w.view, bias.data(), y.data());
+        ASSERT_EQ(count_nan(y), 0u) << dtype_name(dtype) << " m=" << m;
+        EXPECT_LT(rel_error(y, ref), kLinearRelBound) << dtype_name(dtype) << " m=" << m;
+      }
+      std::vector<float> row(static_cast<size_t>(K), kNaN);
+      convert_rows_to_f32(w.view, 5, 1, row.data());
+      EXPECT_EQ(row, std::vector<float>(wv.begin() + 5 * K, wv.begin() + 6 * K)) << dtype_name(dtype);
+    }
+    const size_t n = 77;
+    const std::vector<float> g = random_floats(rng, n, -30, 30), u = random_floats(rng, n, -2, 2);
+    std::vector<float> ref(n), y(n, kNaN);
+    silu_mul_ref(g.data(), u.data(), ref.data(), n);
+    silu_mul(g.data(), u.data(), y.data(), n);
+    for (size_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], ref[i], 2e-6 * std::fabs(ref[i]) + 1e-30) << i;
+    std::vector<float> sx = g, sref = g;
+    softmax_ref(sref.data(), n);
+    softmax(sx.data(), n);
+    for (size_t i = 0; i < n; ++i) EXPECT_NEAR(sx[i], sref[i], 1e-6) << i;
+    std::vector<float> nref(n), nout(n, kNaN);
+    rmsnorm_ref(g.data(), u.data(), 1, static_cast<int64_t>(n), 1e-5f, nref.data());
+    rmsnorm(g.data(), u.data(), 1, static_cast<int64_t>(n), 1e-5f, nout.data());
+    EXPECT_LT(rel_error(nout, nref), 1e-5);
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+}
 
 TEST(Linear, EmptyShapesAndKZero) {
   std::vector<float> y(6, kNaN);
