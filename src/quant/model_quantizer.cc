@@ -56,8 +56,8 @@ std::vector<float> weight_f32(const TensorView& w, int64_t rows, int64_t cols) {
   std::vector<float> out(static_cast<size_t>(rows * cols));
   const size_t elem = dtype_size(w.dtype);
   global_pool().parallel_for(static_cast<size_t>(rows), 64, [&](size_t r0, size_t r1) {
-    convert_to_f32(w.dtype, w.data + r0 * static_cast<size_t>(cols) * elem, out.data() + r0 * static_cast<size_t>(cols),
-                   (r1 - r0) * static_cast<size_t>(cols));
+    convert_to_f32(w.dtype, w.data + r0 * static_cast<size_t>(cols) * elem,
+                   out.data() + r0 * static_cast<size_t>(cols), (r1 - r0) * static_cast<size_t>(cols));
   });
   return out;
 }
@@ -65,13 +65,14 @@ std::vector<float> weight_f32(const TensorView& w, int64_t rows, int64_t cols) {
 }  // namespace
 
 ModuleQuantization quantize_module_rtn(const LinearModule& module, const QuantScheme& scheme) {
-  if (!scheme.weights) fail("module {}: its scheme quantizes no weights (RTN quantizes weights)", module.name);
+  if (!scheme.weights)
+    fail("module {}: its scheme quantizes no weights (RTN quantizes weights)", module.name);
   const QuantArgs& args = *scheme.weights;
   if (module.weight.shape.size() != 2)
     fail("module {}: weight {} is not a matrix", module.name, module.weight.name);
   if (!is_floating(module.weight.dtype))
-    fail("module {}: weight {} is {}, not a float tensor (already quantized?)", module.name, module.weight.name,
-         dtype_name(module.weight.dtype));
+    fail("module {}: weight {} is {}, not a float tensor (already quantized?)", module.name,
+         module.weight.name, dtype_name(module.weight.dtype));
   ModuleQuantization q;
   q.name = module.name;
   q.scheme = &scheme;
@@ -106,10 +107,12 @@ void quantize_model_rtn(const Model& model, const QuantPlan& plan,
   for (const PlannedModule& pm : plan.modules) {
     if (pm.decision != ModuleDecision::Quantized) continue;
     if (pm.name == "lm_head" && model.lm_head_tied())
-      fail("lm_head is tied to the embeddings (tie_word_embeddings): it cannot be quantized on its own; "
-           "drop it from the targets");
+      fail(
+          "lm_head is tied to the embeddings (tie_word_embeddings): it cannot be quantized on its own; "
+          "drop it from the targets");
     auto it = linears.find(pm.name);
-    if (it == linears.end()) fail("the plan quantizes {}, which is not a Linear module of this model", pm.name);
+    if (it == linears.end())
+      fail("the plan quantizes {}, which is not a Linear module of this model", pm.name);
     const QuantScheme* scheme = plan.scheme_for(pm.name);
     if (scheme == nullptr) fail("no scheme for planned module {}", pm.name);
     ModuleQuantization q = quantize_module_rtn(*it->second, *scheme);

@@ -22,7 +22,7 @@ namespace lowbit {
 // (float types); scales / zero points are scale_rows x scale_cols (the quant/scale_grid.h grid, i.e. the
 // compressed-tensors weight_scale shape); zero_points is empty for symmetric weights.
 struct ModuleQuantization {
-  std::string name;                   // "model.layers.0.self_attn.q_proj"
+  std::string name;                     // "model.layers.0.self_attn.q_proj"
   const QuantScheme* scheme = nullptr;  // points into the plan's recipe
   int64_t rows = 0, cols = 0;
   DType weight_dtype = DType::BF16;  // the stored dtype of the original weight
