@@ -7,6 +7,7 @@
 #include <random>
 #include <span>
 
+#include "runtime/kernels.h"
 #include "runtime/sampler.h"
 #include "util/thread_pool.h"
 
@@ -14,7 +15,9 @@ namespace lowbit::eval {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 double percentile(const std::vector<double>& sorted, double p) {
   if (sorted.empty()) return 0.0;
@@ -40,7 +43,8 @@ Summary summarize(std::vector<double> values) {
 
 uint64_t decode_weight_bytes(const Model& model) {
   uint64_t bytes = 0;
-  model.for_each_linear([&](const LinearModule& m) { bytes += m.weight.nbytes; }, /*include_tied_lm_head=*/true);
+  model.for_each_linear([&](const LinearModule& m) { bytes += m.weight.nbytes; },
+                        /*include_tied_lm_head=*/true);
   return bytes;
 }
 
@@ -100,13 +104,9 @@ double measure_read_bandwidth(size_t bytes) {
   for (int pass = 0; pass < 5; ++pass) {
     const auto start = Clock::now();
     pool.parallel_for(n, 1 << 16, [&](size_t b, size_t e) {
-      // Eight independent accumulators keep the loads, not the adds, the bottleneck.
-      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      size_t i = b;
-      for (; i + 8 <= e; i += 8)
-        for (int j = 0; j < 8; ++j) acc[j] += buffer[i + static_cast<size_t>(j)];
-      for (; i < e; ++i) acc[0] += buffer[i];
-      volatile float sink = acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
+      // dot(a, a) loads each byte once (both operands hit the same line) with the SIMD kernel, so the loads,
+      // not the arithmetic, are the bottleneck.
+      volatile float sink = kernels::dot(buffer.data() + b, buffer.data() + b, e - b);
       (void)sink;
     });
     best = std::max(best, static_cast<double>(n * sizeof(float)) / seconds_since(start));

@@ -27,11 +27,11 @@ Summary summarize(std::vector<double> values);
 struct SpeedResult {
   int64_t prompt_len = 0, gen_len = 0;
   int repeat = 0;
-  Summary ttft_s;             // prefill of the prompt + choosing the first token, per run
-  Summary prefill_tok_s;      // prompt_len / prefill time, per run
-  Summary itl_s;              // every inter-token latency of every run
-  Summary decode_tok_s;       // (gen_len - 1) / decode time, per run
-  Summary e2e_s;              // whole request, per run
+  Summary ttft_s;                    // prefill of the prompt + choosing the first token, per run
+  Summary prefill_tok_s;             // prompt_len / prefill time, per run
+  Summary itl_s;                     // every inter-token latency of every run
+  Summary decode_tok_s;              // (gen_len - 1) / decode time, per run
+  Summary e2e_s;                     // whole request, per run
   uint64_t decode_weight_bytes = 0;  // bytes of weights read per decoded token
 };
 

@@ -102,6 +102,7 @@ void Session::forward_chunk(const int32_t* tokens, int64_t count, Logits which, 
     l.v->forward(h, count, v);
     apply_rope(q, count, c.num_heads, c.q_dim(), angles_);
     apply_rope(k, count, c.num_kv_heads, c.kv_dim(), angles_);
+    if (const KVQuantizer* kv_quant = tf_.kv_quantizer()) kv_quant->apply(li, k, v, count);
     cache_.store(li, position_, count, k, v);
     causal_attention(q, position_, count, cache_, li, shape, attn);
     l.o->forward(attn, count, h);

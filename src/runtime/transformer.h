@@ -14,6 +14,7 @@
 
 #include "model/model.h"
 #include "runtime/kv_cache.h"
+#include "runtime/kv_quant.h"
 #include "runtime/linear.h"
 #include "runtime/rope.h"
 
@@ -36,6 +37,9 @@ class Transformer {
   const std::vector<float>& final_norm() const { return final_norm_; }
   const LinearWeight& lm_head() const { return *lm_head_; }
   const std::vector<float>& inv_freq() const { return inv_freq_; }
+  // KV cache quantization (a checkpoint's kv_cache_scheme); null keeps keys and values in fp32.
+  void set_kv_quantizer(std::shared_ptr<const KVQuantizer> kv_quant) { kv_quant_ = std::move(kv_quant); }
+  const KVQuantizer* kv_quantizer() const { return kv_quant_.get(); }
 
  private:
   const Model& model_;
@@ -44,6 +48,7 @@ class Transformer {
   std::unique_ptr<LinearWeight> lm_head_;
   std::vector<Layer> layers_;
   std::vector<float> inv_freq_;
+  std::shared_ptr<const KVQuantizer> kv_quant_;
 };
 
 // Which positions forward() returns logits for.

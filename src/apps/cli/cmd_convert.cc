@@ -23,12 +23,16 @@ int run_convert_llama2c(const ConvertLlama2cArgs& args) {
 }  // namespace
 
 void register_convert(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands) {
-  CLI::App* convert = app.add_subcommand("convert", "Convert checkpoints from other formats into Hugging Face folders");
+  CLI::App* convert =
+      app.add_subcommand("convert", "Convert checkpoints from other formats into Hugging Face folders");
   convert->require_subcommand(1);
 
   auto args = std::make_shared<ConvertLlama2cArgs>();
-  CLI::App* cmd = convert->add_subcommand("llama2c", "Import a llama2.c (version 0) checkpoint and tokenizer.bin");
-  cmd->add_option("checkpoint", args->checkpoint, "llama2.c model .bin")->required()->check(CLI::ExistingFile);
+  CLI::App* cmd =
+      convert->add_subcommand("llama2c", "Import a llama2.c (version 0) checkpoint and tokenizer.bin");
+  cmd->add_option("checkpoint", args->checkpoint, "llama2.c model .bin")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_option("--tokenizer", args->tokenizer, "llama2.c tokenizer.bin (omit to write no tokenizer)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--output,-o", args->output, "Output folder")->required();

@@ -89,15 +89,21 @@ int run_generate(const GenerateArgs& args) {
 void register_generate(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands) {
   auto args = std::make_shared<GenerateArgs>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt, streaming it to stdout");
-  cmd->add_option("model", args->model, "Model folder (Hugging Face layout)")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("model", args->model, "Model folder (Hugging Face layout)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--prompt,-p", args->prompt, "Prompt text")->required();
-  cmd->add_option("--max-tokens,-n", args->max_tokens, "Tokens to generate")->capture_default_str()
+  cmd->add_option("--max-tokens,-n", args->max_tokens, "Tokens to generate")
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--temperature", args->temperature, "Sampling temperature; 0 = greedy")->capture_default_str()
+  cmd->add_option("--temperature", args->temperature, "Sampling temperature; 0 = greedy")
+      ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--top-p", args->top_p, "Nucleus sampling threshold")->capture_default_str()
+  cmd->add_option("--top-p", args->top_p, "Nucleus sampling threshold")
+      ->capture_default_str()
       ->check(CLI::Range(0.0f, 1.0f));
-  cmd->add_option("--top-k", args->top_k, "Keep only the k most likely tokens (0 = off)")->capture_default_str();
+  cmd->add_option("--top-k", args->top_k, "Keep only the k most likely tokens (0 = off)")
+      ->capture_default_str();
   cmd->add_option("--seed", args->seed, "Random seed (same seed, same text)")->capture_default_str();
   cmd->add_flag("--ignore-eos", args->ignore_eos, "Keep generating after the end-of-sequence token");
   add_common_options(cmd, args->common);

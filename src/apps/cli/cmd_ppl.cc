@@ -43,21 +43,22 @@ int run_ppl(const PplArgs& args) {
     fail("{} has {} tokens, fewer than one window of --ctx {}", args.data, result.text_tokens, args.ctx);
 
   if (args.common.json) {
-    nlohmann::json out = {{"model", args.model},
-                          {"data", args.data},
-                          {"ctx", args.ctx},
-                          {"stride", args.stride},
-                          {"ppl", result.ppl},
-                          {"nll", result.nll},
-                          {"tokens", result.tokens},
-                          {"windows", result.windows},
-                          {"text_tokens", result.text_tokens},
-                          {"seconds", result.seconds},
-                          {"tokens_per_second", static_cast<double>(result.windows * args.ctx) / result.seconds}};
+    nlohmann::json out = {
+        {"model", args.model},
+        {"data", args.data},
+        {"ctx", args.ctx},
+        {"stride", args.stride},
+        {"ppl", result.ppl},
+        {"nll", result.nll},
+        {"tokens", result.tokens},
+        {"windows", result.windows},
+        {"text_tokens", result.text_tokens},
+        {"seconds", result.seconds},
+        {"tokens_per_second", static_cast<double>(result.windows * args.ctx) / result.seconds}};
     fmt::print("{}\n", out.dump());
   } else {
-    fmt::print("ppl {:.4f}  nll {:.6f}  tokens {}  windows {}  ({:.1f} s, {:.0f} tok/s)\n", result.ppl, result.nll,
-               result.tokens, result.windows, result.seconds,
+    fmt::print("ppl {:.4f}  nll {:.6f}  tokens {}  windows {}  ({:.1f} s, {:.0f} tok/s)\n", result.ppl,
+               result.nll, result.tokens, result.windows, result.seconds,
                static_cast<double>(result.windows * args.ctx) / result.seconds);
   }
   return 0;
@@ -67,16 +68,21 @@ int run_ppl(const PplArgs& args) {
 
 void register_ppl(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands) {
   auto args = std::make_shared<PplArgs>();
-  CLI::App* cmd = app.add_subcommand("ppl", "Perplexity of a model on a text file (the GPTQ/AWQ papers' method)");
+  CLI::App* cmd =
+      app.add_subcommand("ppl", "Perplexity of a model on a text file (the GPTQ/AWQ papers' method)");
   cmd->footer(
-      "The text is tokenized whole (BOS first when the tokenizer adds one) and cut into consecutive windows of\n"
+      "The text is tokenized whole (BOS first when the tokenizer adds one) and cut into consecutive windows "
+      "of\n"
       "--ctx tokens (a final partial window is dropped); each window is scored on its ctx-1 next-token\n"
       "predictions with no context from the previous one; ppl = exp(total NLL / tokens scored).");
   cmd->add_option("model", args->model, "Model folder")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--data,-d", args->data, "UTF-8 text file")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--ctx,-c", args->ctx, "Window length in tokens")->capture_default_str()->check(CLI::Range(2, 1 << 20));
-  cmd->add_option("--stride", args->stride,
-                  "Sliding-window variant: windows start every STRIDE tokens and score only new tokens (0 = off)")
+  cmd->add_option("--ctx,-c", args->ctx, "Window length in tokens")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1 << 20));
+  cmd->add_option(
+         "--stride", args->stride,
+         "Sliding-window variant: windows start every STRIDE tokens and score only new tokens (0 = off)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-tokens", args->max_tokens, "Use only the first N tokens of the text (0 = all)")

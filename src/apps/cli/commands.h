@@ -18,9 +18,12 @@ struct CommonOptions {
 using Runner = std::function<int()>;
 void register_generate(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
 void register_ppl(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
+void register_compare(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
 void register_convert(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
 void register_info(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
 void register_bench(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
+void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
+void register_plan(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
 
 // Adds --threads and --json to a subcommand.
 void add_common_options(CLI::App* cmd, CommonOptions& options);

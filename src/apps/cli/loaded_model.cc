@@ -4,18 +4,34 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <map>
+
+#include "runtime/kv_quant.h"
+#include "runtime/quantized_linear.h"
 
 namespace lowbit::cli {
 
 LoadedModel load_model(const std::filesystem::path& dir, bool quiet) {
   const auto start = std::chrono::steady_clock::now();
   LoadedModel loaded;
-  loaded.model = Model::open(dir);
+  if (formats::read_compressed_tensors_config(dir)) {
+    formats::OpenedQuantizedModel opened = formats::open_compressed_tensors(dir);
+    loaded.model = std::move(opened.model);
+    loaded.quant = std::move(opened.quant);
+    loaded.transformer = std::make_unique<runtime::Transformer>(
+        *loaded.model, runtime::make_quantized_linear_factory(loaded.quant));
+    loaded.transformer->set_kv_quantizer(
+        runtime::KVQuantizer::from_checkpoint(*loaded.quant, loaded.model->config()));
+  } else {
+    loaded.model = Model::open(dir);
+    loaded.transformer = std::make_unique<runtime::Transformer>(*loaded.model);
+  }
   loaded.tokenizer = std::make_unique<Tokenizer>(Tokenizer::load(dir));
-  loaded.transformer = std::make_unique<runtime::Transformer>(*loaded.model);
   loaded.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (!quiet)
+  if (!quiet) {
     for (const auto& warning : loaded.model->config().warnings) fmt::print(stderr, "warning: {}\n", warning);
+    if (loaded.quant) fmt::print(stderr, "{}\n", describe_quantization(loaded));
+  }
   return loaded;
 }
 
@@ -23,6 +39,23 @@ size_t peak_rss_bytes() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<size_t>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
+}
+
+std::string describe_quantization(const LoadedModel& loaded) {
+  if (!loaded.quant) return {};
+  const formats::QuantizedCheckpoint& q = *loaded.quant;
+  std::map<std::string, int> per_scheme;  // "pack-quantized w: int4 ... in: ..." -> modules
+  for (const auto& [name, m] : q.modules) {
+    std::string key = m.format;
+    if (m.scheme.weights) key += " W " + describe(*m.scheme.weights);
+    if (m.scheme.input_activations) key += " A " + describe(*m.scheme.input_activations);
+    ++per_scheme[key];
+  }
+  std::string out = fmt::format("quantized (compressed-tensors, {}):", q.config.format);
+  for (const auto& [key, n] : per_scheme) out += fmt::format(" {} modules {};", n, key);
+  out += fmt::format(" {} left in float", q.ignored.size());
+  if (q.kv_cache_scheme) out += "; KV cache " + describe(*q.kv_cache_scheme);
+  return out;
 }
 
 }  // namespace lowbit::cli

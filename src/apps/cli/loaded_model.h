@@ -1,10 +1,13 @@
 // Opening a model folder for inference: weights (mmap), tokenizer and the runtime transformer, with the
-// load time measured and config warnings printed once.
+// load time measured and config warnings printed once. A compressed-tensors checkpoint (config.json with a
+// quantization_config) is recognised and run with its quantization applied (formats/, runtime/
+// quantized_linear.h, runtime/kv_quant.h), so every command evaluates what the quantized model computes.
 #pragma once
 
 #include <filesystem>
 #include <memory>
 
+#include "formats/compressed_tensors_reader.h"
 #include "model/model.h"
 #include "runtime/transformer.h"
 #include "tokenizer/tokenizer.h"
@@ -15,6 +18,7 @@ struct LoadedModel {
   std::unique_ptr<Model> model;
   std::unique_ptr<runtime::Transformer> transformer;
   std::unique_ptr<Tokenizer> tokenizer;
+  std::shared_ptr<const formats::QuantizedCheckpoint> quant;  // null for a float checkpoint
   double load_seconds = 0.0;
 };
 
@@ -23,5 +27,9 @@ LoadedModel load_model(const std::filesystem::path& dir, bool quiet = false);
 
 // Peak resident set size of this process so far, in bytes.
 size_t peak_rss_bytes();
+
+// One line about the quantization of a loaded model ("compressed-tensors pack-quantized: 84 modules ..."),
+// empty for a float model.
+std::string describe_quantization(const LoadedModel& loaded);
 
 }  // namespace lowbit::cli

@@ -16,7 +16,9 @@ void add_common_options(CLI::App* cmd, CommonOptions& options) {
   cmd->add_flag("--json", options.json, "Print one machine-readable JSON object on stdout");
 }
 
-void apply_threads(const CommonOptions& options) { set_global_threads(options.threads); }
+void apply_threads(const CommonOptions& options) {
+  set_global_threads(options.threads);
+}
 
 }  // namespace lowbit::cli
 
@@ -29,15 +31,19 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  lowbit generate models/stories260K --prompt \"Once upon a time\"\n"
       "  lowbit ppl MODEL_DIR --data wiki.test.raw --ctx 512 --json\n"
+      "  lowbit quantize MODEL_DIR --scheme W4A16 -o out/w4a16\n"
       "  lowbit convert llama2c stories260K.bin --tokenizer tok512.bin -o out/stories260K\n"
       "Run `lowbit COMMAND --help` for a command's options.");
 
   std::vector<std::pair<CLI::App*, Runner>> commands;
   register_generate(app, commands);
   register_ppl(app, commands);
+  register_compare(app, commands);
   register_info(app, commands);
   register_bench(app, commands);
   register_convert(app, commands);
+  register_quantize(app, commands);
+  register_plan(app, commands);
 
   CLI11_PARSE(app, argc, argv);
   try {

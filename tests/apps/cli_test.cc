@@ -1,0 +1,109 @@
+// Runs the lowbit binary on the bundled model: the paths a new user takes first, and the errors they meet.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+CliResult run_cli(const std::string& args) {
+  const std::string cmd = std::string(LOWBIT_CLI) + " " + args + " 2>&1";
+  CliResult r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return r;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+const std::string kModel = std::string(LOWBIT_SOURCE_DIR) + "/models/stories260K";
+const std::string kText = std::string(LOWBIT_SOURCE_DIR) + "/data/demo/tinystories_sample.txt";
+
+TEST(Cli, HelpListsCommands) {
+  const CliResult r = run_cli("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* cmd : {"generate", "ppl", "info", "bench", "convert"})
+    EXPECT_NE(r.out.find(cmd), std::string::npos) << cmd;
+}
+
+TEST(Cli, GenerateGreedyIsDeterministicJson) {
+  const std::string args =
+      "generate " + kModel + " --prompt 'Once upon a time' --max-tokens 24 --temperature 0 --json";
+  const CliResult a = run_cli(args);
+  const CliResult b = run_cli(args);
+  ASSERT_EQ(a.exit_code, 0) << a.out;
+  const auto ja = nlohmann::json::parse(a.out);
+  const auto jb = nlohmann::json::parse(b.out);
+  EXPECT_EQ(ja["tokens"], jb["tokens"]);
+  EXPECT_GT(ja["generated_tokens"].get<int>(), 0);
+  EXPECT_FALSE(ja["text"].get<std::string>().empty());
+}
+
+TEST(Cli, PplJsonMatchesTransformersOnDemoText) {
+  // tests/fixtures/ppl/stories260K.json: transformers gives 4.1239 on this text at ctx 256.
+  const CliResult r = run_cli("ppl " + kModel + " --data " + kText + " --ctx 256 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_NEAR(j["ppl"].get<double>(), 4.1239, 4.1239 * 1e-3);
+  EXPECT_EQ(j["windows"].get<int>(), 57);
+  EXPECT_EQ(j["tokens"].get<int>(), 57 * 255);
+}
+
+TEST(Cli, MissingModelFolderIsAClearError) {
+  const CliResult r = run_cli("ppl /nonexistent/model --data " + kText);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("/nonexistent/model"), std::string::npos) << r.out;
+}
+
+TEST(Cli, FolderWithoutConfigNamesTheFile) {
+  const fs::path dir = fs::temp_directory_path() / "lowbit_cli_test_empty_model";
+  fs::create_directories(dir);
+  const CliResult r = run_cli("info " + dir.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("config.json"), std::string::npos) << r.out;
+  fs::remove_all(dir);
+}
+
+TEST(Cli, TextShorterThanOneWindowIsAnError) {
+  const fs::path file = fs::temp_directory_path() / "lowbit_cli_test_short.txt";
+  FILE* f = fopen(file.c_str(), "w");
+  fputs("Once upon a time.", f);
+  fclose(f);
+  const CliResult r = run_cli("ppl " + kModel + " --data " + file.string() + " --ctx 256");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("fewer than one window"), std::string::npos) << r.out;
+  fs::remove(file);
+}
+
+TEST(Cli, ConvertRefusesExistingOutput) {
+  const fs::path out = fs::temp_directory_path() / "lowbit_cli_test_convert_out";
+  fs::create_directories(out);
+  const std::string shared_bin = std::string(LOWBIT_SHARED_DIR) + "/models/stories260K/stories260K.bin";
+  if (!fs::exists(shared_bin)) GTEST_SKIP() << "needs " << shared_bin;
+  const CliResult r =
+      run_cli("convert llama2c " + shared_bin + " --tokenizer " + kModel + "/tok512.bin -o " + out.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("already exists"), std::string::npos) << r.out;
+  const CliResult ok = run_cli("convert llama2c " + shared_bin + " --tokenizer " + kModel +
+                               "/tok512.bin -o " + out.string() + " --overwrite");
+  EXPECT_EQ(ok.exit_code, 0) << ok.out;
+  EXPECT_TRUE(fs::exists(out / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(out / "tokenizer.json"));
+  fs::remove_all(out);
+}
+
+}  // namespace
