@@ -222,16 +222,21 @@ std::vector<float> dequantize_module_weight(const TensorStore& store, const std:
     w_ptr = &w_view;
   }
 
-  // Float codes.
-  if (!packed && w_ptr->dtype == DType::F8_E4M3) {
-    if (weights.type != QuantType::Float || weights.num_bits != 8) {
-      fail("tensor {} is float8_e4m3fn but the scheme says {}", w_name, describe(weights));
+  // Float codes: float8_e4m3fn (compressed-tensors' float-quantized) or float8_e5m2 (lowbit's extension,
+  // docs/FORMATS.md: only with "lowbit_fp8_format": "e5m2" in the weight args). The stored dtype and the
+  // args must agree, so an e5m2 checkpoint is never decoded with e4m3 bit patterns or the reverse.
+  if (!packed && (w_ptr->dtype == DType::F8_E4M3 || w_ptr->dtype == DType::F8_E5M2)) {
+    const bool e5m2 = w_ptr->dtype == DType::F8_E5M2;
+    const FloatFormat stored = e5m2 ? FloatFormat::E5M2 : FloatFormat::E4M3;
+    if (weights.type != QuantType::Float || weights.num_bits != 8 || weights.float_format != stored) {
+      fail("tensor {} is {} but the scheme says {}{}", w_name, e5m2 ? "float8_e5m2" : "float8_e4m3fn",
+           describe(weights),
+           e5m2 && weights.float_format != stored ? " (e5m2 weights need \"lowbit_fp8_format\": \"e5m2\")"
+                                                  : "");
     }
     if (format) *format = "float-quantized";
-    QuantArgs args = weights;
-    args.float_format = FloatFormat::E4M3;
-    dequantize_fp8(reinterpret_cast<const uint8_t*>(w_ptr->data), out, in, args, scales.data(), result.data(),
-                   dt);
+    dequantize_fp8(reinterpret_cast<const uint8_t*>(w_ptr->data), out, in, weights, scales.data(),
+                   result.data(), dt);
     return result;
   }
   if (weights.type != QuantType::Int)

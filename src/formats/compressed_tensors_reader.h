@@ -15,6 +15,7 @@
 //   weight_packed int32 [N, ceil(K*b/32)] + weight_shape      pack-quantized (zero points packed along dim 0)
 //   weight int8 + weight_scale (+ weight_zero_point)          int-quantized / naive-quantized
 //   weight float8_e4m3fn + weight_scale                       float-quantized
+//   weight float8_e5m2 + weight_scale ("lowbit_fp8_format")   lowbit extension, docs/FORMATS.md
 //   weight float (no weight_scale)                             stored already fake-quantized ("frozen")
 // An optional weight_g_idx (GPTQ activation ordering) maps column k to its group g_idx[k]; compressed-tensors
 // 0.20 no longer reads it, older versions and vLLM do, and for the identity ordering both agree.

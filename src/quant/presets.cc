@@ -77,7 +77,7 @@ const std::vector<std::pair<std::string, Preset>>& presets() {
     for (int w = 2; w <= 8; ++w) {
       for (int a : {4, 8, 16}) {
         const std::string name = fmt::format("W{}A{}", w, a);
-        if (w > a || name == "W4A16" || name == "W8A16") continue;
+        if (w > a || name == "W4A16" || name == "W8A16" || name == "W8A8") continue;  // defined above
         t.emplace_back(name, int_wnam(w, a));
       }
     }
