@@ -112,17 +112,6 @@ class DequantizedView final : public TensorStore {
   std::set<std::string> hidden_;
 };
 
-class CheckpointStore final : public TensorStore {
- public:
-  explicit CheckpointStore(const std::filesystem::path& dir) : checkpoint_(dir) {}
-  std::vector<std::string> names() const override { return checkpoint_.names(); }
-  bool contains(const std::string& name) const override { return checkpoint_.contains(name); }
-  TensorView get(const std::string& name) const override { return checkpoint_.get(name); }
-
- private:
-  Checkpoint checkpoint_;
-};
-
 struct LinearShape {
   std::string name;
   int64_t out, in;

@@ -11,17 +11,6 @@ namespace lowbit {
 
 namespace {
 
-class CheckpointStore : public TensorStore {
- public:
-  explicit CheckpointStore(const std::filesystem::path& dir) : checkpoint_(dir) {}
-  std::vector<std::string> names() const override { return checkpoint_.names(); }
-  bool contains(const std::string& name) const override { return checkpoint_.contains(name); }
-  TensorView get(const std::string& name) const override { return checkpoint_.get(name); }
-
- private:
-  Checkpoint checkpoint_;
-};
-
 bool is_float_dtype(DType t) {
   return t == DType::F32 || t == DType::BF16 || t == DType::F16;
 }

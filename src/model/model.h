@@ -28,6 +28,18 @@ class TensorStore {
   virtual TensorView get(const std::string& name) const = 0;  // throws lowbit::Error when absent
 };
 
+// The tensors of a checkpoint folder (io::Checkpoint: mmap, lazily mapped shards).
+class CheckpointStore final : public TensorStore {
+ public:
+  explicit CheckpointStore(const std::filesystem::path& dir) : checkpoint_(dir) {}
+  std::vector<std::string> names() const override { return checkpoint_.names(); }
+  bool contains(const std::string& name) const override { return checkpoint_.contains(name); }
+  TensorView get(const std::string& name) const override { return checkpoint_.get(name); }
+
+ private:
+  Checkpoint checkpoint_;
+};
+
 // Tensors owned in memory.
 class MemoryTensorStore : public TensorStore {
  public:

@@ -36,10 +36,15 @@ void check_group_divides(const PlannedModule& m, const QuantScheme& s) {
   const int64_t in = m.weight_shape.back();
   const int gs = w.group_size.value_or(0);
   if (gs <= 0 || in % gs != 0) {
+    // Suggest the usual sizes that do divide this dimension; per channel (-1) always works.
+    std::string options;
+    for (const int candidate : {32, 64, 128, 256})
+      if (in % candidate == 0) options += fmt::format("{} ", candidate);
     fail(
         "{} (weight shape {}): group size {} does not divide the input dimension {}; choose a group size "
-        "that divides it (e.g. --group-size 32/64/128 or -1 for per channel) or ignore this module",
-        m.name, shape_string(m.weight_shape), gs, in);
+        "that divides it ({}-1 for per channel) or ignore this module",
+        m.name, shape_string(m.weight_shape), gs, in,
+        options.empty() ? "" : "--group-size " + options + "or ");
   }
 }
 

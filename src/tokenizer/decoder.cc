@@ -10,18 +10,6 @@ namespace lowbit::tokenizer_detail {
 
 namespace {
 
-std::string replace_all(std::string_view text, std::string_view from, std::string_view to) {
-  std::string out;
-  size_t pos = 0;
-  for (size_t hit = text.find(from); hit != std::string_view::npos; hit = text.find(from, pos)) {
-    out.append(text.substr(pos, hit - pos));
-    out.append(to);
-    pos = hit + from.size();
-  }
-  out.append(text.substr(pos));
-  return out;
-}
-
 // "<0xNN>" -> NN.
 std::optional<unsigned char> byte_token_value(std::string_view token) {
   if (token.size() != 6 || !token.starts_with("<0x") || token[5] != '>') return std::nullopt;

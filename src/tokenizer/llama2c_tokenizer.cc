@@ -18,22 +18,11 @@
 namespace lowbit {
 
 using tokenizer_detail::json;
+using tokenizer_detail::replace_all;
 
 namespace {
 
 constexpr const char* kMarker = "\u2581";
-
-std::string replace_all(std::string_view text, std::string_view from, std::string_view to) {
-  std::string out;
-  size_t pos = 0;
-  for (size_t hit = text.find(from); hit != std::string_view::npos; hit = text.find(from, pos)) {
-    out.append(text.substr(pos, hit - pos));
-    out.append(to);
-    pos = hit + from.size();
-  }
-  out.append(text.substr(pos));
-  return out;
-}
 
 struct Piece {
   std::string text;

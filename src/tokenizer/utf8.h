@@ -19,6 +19,9 @@ inline size_t utf8_sequence_length(unsigned char lead) {
   return 1;
 }
 
+// `text` with every occurrence of `from` replaced by `to` (left to right, non-overlapping).
+std::string replace_all(std::string_view text, std::string_view from, std::string_view to);
+
 // Appends the UTF-8 encoding of code point `cp`.
 void append_utf8(std::string& out, uint32_t cp);
 

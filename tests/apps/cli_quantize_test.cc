@@ -2,9 +2,11 @@
 // 1, 2 and 4 divide both) as a user would: every bad input gets a clear message and a non-zero exit, and a
 // quantized checkpoint evaluates with `lowbit ppl` / `lowbit compare` close to the float model.
 #include <gtest/gtest.h>
+
 #include <sys/wait.h>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
+#include "apps/cli_runner.h"
 
 #include <array>
 #include <cstdio>
@@ -16,23 +18,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct CliResult {
-  int exit_code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-CliResult run_cli(const std::string& args, bool merge_stderr = true) {
-  const std::string cmd = std::string(LOWBIT_CLI) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  CliResult r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using lowbit::testing::CliResult;
+using lowbit::testing::run_cli;
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;

@@ -1,7 +1,9 @@
 // Runs the lowbit binary on the bundled model: the paths a new user takes first, and the errors they meet.
 #include <gtest/gtest.h>
+
 #include <sys/wait.h>
 #include <nlohmann/json.hpp>
+#include "apps/cli_runner.h"
 
 #include <array>
 #include <cstdio>
@@ -12,23 +14,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct CliResult {
-  int exit_code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-CliResult run_cli(const std::string& args) {
-  const std::string cmd = std::string(LOWBIT_CLI) + " " + args + " 2>&1";
-  CliResult r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using lowbit::testing::CliResult;
+using lowbit::testing::run_cli;
 
 const std::string kModel = std::string(LOWBIT_SOURCE_DIR) + "/models/stories260K";
 const std::string kText = std::string(LOWBIT_SOURCE_DIR) + "/data/demo/tinystories_sample.txt";
