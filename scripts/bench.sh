@@ -36,6 +36,19 @@ lscpu | grep -E 'Model name|^CPU\(s\)|Thread|L2|L3' || true
 # OpenBLAS sgemm). Weight matrices are cycled through >= 1 GiB of copies, so decode reads DRAM.
 run kernels_bench "$BUILD_DIR/bench/kernels_bench"
 
-# Other benchmark binaries (tokenizer_bench, ...) and the end-to-end engine benchmark go here, e.g.:
-#   run tokenizer_bench "$BUILD_DIR/bench/tokenizer_bench"
-#   "$BUILD_DIR/lowbit" bench models/stories260K
+# Tokenizer throughput (skips its cases when ../shared is absent).
+run tokenizer_bench "$BUILD_DIR/bench/tokenizer_bench"
+
+# End to end: prefill/TTFT, inter-token latency and decode, next to the decode floor (weight bytes / memory
+# read bandwidth measured in the same process). The reference model when ../shared has it, else the bundled one.
+MODEL=${BENCH_MODEL:-../shared/models/lowbit-ref-100m}
+[ -d "$MODEL" ] || MODEL=models/stories260K
+for threads in 1 "$(nproc)"; do
+  echo "== lowbit bench $MODEL (threads $threads) =="
+  if [ -n "${BENCH_OUT:-}" ]; then
+    "$BUILD_DIR/lowbit" bench "$MODEL" --prompt-len 512 --gen-len 64 --repeat 3 --threads "$threads" --json \
+      | tee "$BENCH_OUT/lowbit_bench_t$threads.json"
+  else
+    "$BUILD_DIR/lowbit" bench "$MODEL" --prompt-len 512 --gen-len 64 --repeat 3 --threads "$threads"
+  fi
+done

@@ -9,6 +9,17 @@ namespace lowbit {
 namespace {
 // Set while a thread runs a pool job: a nested parallel_for then runs inline instead of deadlocking.
 thread_local bool t_inside_job = false;
+
+// About 50-100 microseconds of polling (a `pause` takes tens of cycles) before a thread blocks.
+constexpr int kSpinIterations = 2000;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
@@ -28,12 +39,18 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::worker_loop(int index) {
   size_t seen = 0;
   for (;;) {
+    // Spin briefly before sleeping: a decode step issues ~100 parallel regions a few microseconds apart, and
+    // a futex sleep/wake per region would cost more than the work. Idle pools still sleep after kSpin.
+    for (int i = 0; i < kSpinIterations && generation_.load(std::memory_order_acquire) == seen &&
+                    !stop_.load(std::memory_order_relaxed);
+         ++i)
+      cpu_relax();
     const std::function<void(int)>* job;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
       if (stop_) return;
-      seen = generation_;
+      seen = generation_.load();
       job = job_;
     }
     try {
@@ -45,9 +62,9 @@ void ThreadPool::worker_loop(int index) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!error_) error_ = std::current_exception();
     }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mutex_);  // pairs with the caller's wait: no lost wake-up
+      done_.notify_one();
     }
   }
 }
@@ -60,9 +77,9 @@ void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     job_ = &fn;
-    pending_ = static_cast<int>(workers_.size());
+    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
     error_ = nullptr;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   std::exception_ptr own_error;
@@ -73,8 +90,9 @@ void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
     own_error = std::current_exception();
   }
   t_inside_job = false;
+  for (int i = 0; i < kSpinIterations && pending_.load(std::memory_order_acquire) != 0; ++i) cpu_relax();
   std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
   job_ = nullptr;
   if (own_error) std::rethrow_exception(own_error);
   if (error_) std::rethrow_exception(error_);
