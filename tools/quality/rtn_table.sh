@@ -5,6 +5,7 @@
 #
 #   tools/quality/rtn_table.sh [BUILD_DIR] [MAX_TOKENS]
 #   MODEL=../shared/models/lowbit-ref-100m OUT=/tmp/quality tools/quality/rtn_table.sh build/release 16384
+#   TEXT_FILES=../shared/data/eval/ref100m_heldout.txt OUT=/tmp/quality-full tools/quality/rtn_table.sh build/release 0
 set -euo pipefail
 BUILD=${1:-build/release}
 MAX_TOKENS=${2:-16384}
@@ -13,7 +14,8 @@ SHARED=${SHARED:-../shared}
 MODEL=${MODEL:-$SHARED/models/lowbit-ref-100m}
 OUT=${OUT:-/tmp/lowbit-quality}
 CALIB=$SHARED/data/calib/pile_like_calibration.txt
-TEXTS=("$SHARED/data/eval/ref100m_heldout.txt" "$SHARED/data/eval/wikitext2_test.raw")
+# TEXT_FILES (space-separated) overrides the texts; MAX_TOKENS 0 means the whole text.
+read -r -a TEXTS <<< "${TEXT_FILES:-$SHARED/data/eval/ref100m_heldout.txt $SHARED/data/eval/wikitext2_test.raw}"
 mkdir -p "$OUT"
 : > "$OUT/results.jsonl"
 

@@ -14,7 +14,8 @@ struct CommonOptions {
   bool json = false;
 };
 
-// Each register_* adds a subcommand to `app`; the returned callback (run after parsing) executes it.
+// Each register_* adds a subcommand to `app` and appends it to `commands` with the Runner that executes it
+// once parsing has chosen that subcommand.
 using Runner = std::function<int()>;
 void register_generate(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
 void register_ppl(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
