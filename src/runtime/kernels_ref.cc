@@ -10,7 +10,8 @@
 namespace lowbit::kernels {
 
 void weight_row_to_f32(const DenseWeight& w, int64_t row, float* out) {
-  const auto* base = static_cast<const std::byte*>(w.data) + static_cast<size_t>(row * w.cols) * dtype_size(w.dtype);
+  const auto* base =
+      static_cast<const std::byte*>(w.data) + static_cast<size_t>(row * w.cols) * dtype_size(w.dtype);
   convert_to_f32(w.dtype, base, out, static_cast<size_t>(w.cols));
 }
 

@@ -14,7 +14,9 @@ ProgressBar::ProgressBar(std::string label, size_t total, bool enabled)
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
-ProgressBar::~ProgressBar() { finish(); }
+ProgressBar::~ProgressBar() {
+  finish();
+}
 
 void ProgressBar::update(size_t done) {
   done_ = done;
@@ -26,7 +28,9 @@ void ProgressBar::update(size_t done) {
   draw(false);
 }
 
-void ProgressBar::set_suffix(std::string suffix) { suffix_ = std::move(suffix); }
+void ProgressBar::set_suffix(std::string suffix) {
+  suffix_ = std::move(suffix);
+}
 
 void ProgressBar::finish() {
   if (finished_) return;

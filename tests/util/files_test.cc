@@ -2,9 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <filesystem>
 #include <stdexcept>
-#include <unistd.h>
 
 #include "util/error.h"
 
@@ -31,10 +31,11 @@ TEST(Files, WriteFileAtomicRoundTrip) {
 
 TEST(Files, FailedWriteLeavesNothing) {
   const fs::path dir = fresh_dir("fail");
-  EXPECT_THROW(write_atomic(dir / "b.bin", [](const fs::path& tmp) {
-                 write_file_atomic(tmp, "partial");
-                 throw std::runtime_error("disk full");
-               }),
+  EXPECT_THROW(write_atomic(dir / "b.bin",
+                            [](const fs::path& tmp) {
+                              write_file_atomic(tmp, "partial");
+                              throw std::runtime_error("disk full");
+                            }),
                std::runtime_error);
   EXPECT_TRUE(fs::is_empty(dir));
   fs::remove_all(dir);
