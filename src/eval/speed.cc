@@ -1,14 +1,18 @@
 #include "eval/speed.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <span>
 
 #include "runtime/kernels.h"
 #include "runtime/sampler.h"
+#include "util/error.h"
 #include "util/thread_pool.h"
 
 namespace lowbit::eval {
@@ -41,58 +45,101 @@ Summary summarize(std::vector<double> values) {
   return s;
 }
 
-uint64_t decode_weight_bytes(const Model& model) {
-  uint64_t bytes = 0;
-  model.for_each_linear([&](const LinearModule& m) { bytes += m.weight.nbytes; },
-                        /*include_tied_lm_head=*/true);
+uint64_t decode_weight_bytes(const runtime::Transformer& transformer) {
+  uint64_t bytes = transformer.lm_head().weight_bytes();
+  for (int64_t i = 0; i < transformer.config().num_layers; ++i) {
+    const runtime::Transformer::Layer& l = transformer.layer(i);
+    for (const auto* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) bytes += (*w)->weight_bytes();
+  }
   return bytes;
 }
+
+namespace {
+
+// One batch size, options.repeat timed runs after one untimed warm-up (page faults of the mapped weights,
+// thread start-up, allocations).
+BatchSpeed measure_batch(const runtime::Transformer& transformer, const SpeedOptions& options,
+                         const std::vector<std::vector<int32_t>>& prompts, int64_t batch) {
+  std::vector<std::unique_ptr<runtime::Session>> owned;
+  std::vector<runtime::Session*> sessions;
+  for (int64_t b = 0; b < batch; ++b) {
+    owned.push_back(std::make_unique<runtime::Session>(transformer, options.prompt_len + options.gen_len));
+    sessions.push_back(owned.back().get());
+  }
+  const int64_t vocab = transformer.config().vocab_size;
+  std::vector<double> ttft, prefill, itl, decode, e2e;
+  std::vector<float> logits;
+  std::vector<int32_t> tokens(static_cast<size_t>(batch));
+  for (int run = -1; run < options.repeat; ++run) {
+    const auto start = Clock::now();
+    for (int64_t b = 0; b < batch; ++b) {
+      runtime::Session& s = *sessions[static_cast<size_t>(b)];
+      s.reset();
+      const auto t0 = Clock::now();
+      s.forward(prompts[static_cast<size_t>(b) % prompts.size()], runtime::Logits::Last, &logits);
+      tokens[static_cast<size_t>(b)] = runtime::argmax(logits);
+      const double first = seconds_since(t0);
+      if (run < 0) continue;
+      if (b == 0) ttft.push_back(first);
+      prefill.push_back(static_cast<double>(options.prompt_len) / first);
+    }
+    const auto decode_start = Clock::now();
+    for (int64_t i = 1; i < options.gen_len; ++i) {
+      const auto t0 = Clock::now();
+      if (batch == 1) {
+        sessions[0]->forward(std::span<const int32_t>(tokens.data(), 1), runtime::Logits::Last, &logits);
+        tokens[0] = runtime::argmax(logits);
+      } else {
+        runtime::decode_batch(transformer, sessions, tokens, &logits);
+        for (int64_t b = 0; b < batch; ++b)
+          tokens[static_cast<size_t>(b)] =
+              runtime::argmax(std::span<const float>(logits.data() + b * vocab, static_cast<size_t>(vocab)));
+      }
+      if (run >= 0) itl.push_back(seconds_since(t0));
+    }
+    const double decode_s = seconds_since(decode_start);
+    if (run < 0) continue;
+    if (options.gen_len > 1) decode.push_back(static_cast<double>(batch * (options.gen_len - 1)) / decode_s);
+    e2e.push_back(seconds_since(start));
+  }
+  BatchSpeed r;
+  r.batch = batch;
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  r.peak_rss_bytes = static_cast<size_t>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
+  r.ttft_s = summarize(ttft);
+  r.prefill_tok_s = summarize(prefill);
+  r.itl_s = summarize(itl);
+  r.decode_tok_s = summarize(decode);
+  r.e2e_s = summarize(e2e);
+  return r;
+}
+
+}  // namespace
 
 SpeedResult measure_speed(const runtime::Transformer& transformer, const SpeedOptions& options) {
   const ModelConfig& config = transformer.config();
   std::mt19937_64 rng(options.seed);
-  // Ids from 3 on avoid the usual special tokens (unk, bos, eos) in the prompt.
+  // Ids from 3 on avoid the usual special tokens (unk, bos, eos) in the prompt. Every sequence of a batch
+  // gets its own prompt (the largest batch's worth).
   std::uniform_int_distribution<int32_t> pick(3, static_cast<int32_t>(config.vocab_size - 1));
-  std::vector<int32_t> prompt(static_cast<size_t>(options.prompt_len));
-  for (auto& t : prompt) t = pick(rng);
+  int64_t largest = 1;
+  for (int64_t b : options.batches) largest = std::max(largest, b);
+  std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(largest));
+  for (auto& prompt : prompts) {
+    prompt.resize(static_cast<size_t>(options.prompt_len));
+    for (auto& t : prompt) t = pick(rng);
+  }
 
   SpeedResult result;
   result.prompt_len = options.prompt_len;
   result.gen_len = options.gen_len;
   result.repeat = options.repeat;
-  result.decode_weight_bytes = decode_weight_bytes(transformer.model());
-
-  std::vector<double> ttft, prefill, itl, decode, e2e;
-  runtime::Session session(transformer, options.prompt_len + options.gen_len);
-  std::vector<float> logits;
-  // One untimed warm-up run (page faults of the mapped weights, thread start-up, allocations).
-  for (int run = -1; run < options.repeat; ++run) {
-    session.reset();
-    const auto start = Clock::now();
-    session.forward(prompt, runtime::Logits::Last, &logits);
-    int32_t token = runtime::argmax(logits);
-    const double first = seconds_since(start);
-    const auto decode_start = Clock::now();
-    std::vector<double> run_itl;
-    for (int64_t i = 1; i < options.gen_len; ++i) {
-      const auto t0 = Clock::now();
-      session.forward(std::span<const int32_t>(&token, 1), runtime::Logits::Last, &logits);
-      token = runtime::argmax(logits);
-      run_itl.push_back(seconds_since(t0));
-    }
-    const double decode_s = seconds_since(decode_start);
-    if (run < 0) continue;
-    ttft.push_back(first);
-    prefill.push_back(static_cast<double>(options.prompt_len) / first);
-    itl.insert(itl.end(), run_itl.begin(), run_itl.end());
-    if (options.gen_len > 1) decode.push_back(static_cast<double>(options.gen_len - 1) / decode_s);
-    e2e.push_back(seconds_since(start));
+  result.decode_weight_bytes = decode_weight_bytes(transformer);
+  for (int64_t batch : options.batches) {
+    if (batch < 1) fail("batch size {} is not positive", batch);
+    result.batches.push_back(measure_batch(transformer, options, prompts, batch));
   }
-  result.ttft_s = summarize(ttft);
-  result.prefill_tok_s = summarize(prefill);
-  result.itl_s = summarize(itl);
-  result.decode_tok_s = summarize(decode);
-  result.e2e_s = summarize(e2e);
   return result;
 }
 

@@ -1,10 +1,13 @@
 // End-to-end speed of the engine, measured the way llama-bench and serving benchmarks report it:
 // prefill throughput and time to first token for a prompt of P tokens, then inter-token latency and decode
-// throughput for G generated tokens, repeated and summarised by median and spread. The machine's memory
-// read bandwidth is measured in the same process so decode can be judged against its floor
-// (weight bytes read per token / bandwidth).
+// throughput for G generated tokens, repeated and summarised by median and spread. With several batch
+// sizes, B sequences are prefilled one after the other and then decoded in lockstep
+// (runtime::decode_batch: every linear layer runs once per step on B rows), as a static batch of a
+// serving engine. The machine's memory read bandwidth is measured in the same process so decode can be
+// judged against its floor (weight bytes read per step / bandwidth).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -17,6 +20,7 @@ struct SpeedOptions {
   int64_t gen_len = 128;
   int repeat = 3;
   uint64_t seed = 1;
+  std::vector<int64_t> batches = {1};  // decode batch sizes, each measured separately
 };
 
 struct Summary {
@@ -24,23 +28,33 @@ struct Summary {
 };
 Summary summarize(std::vector<double> values);
 
+// One batch size: B sequences of prompt_len tokens, each prefilled, then gen_len - 1 lockstep steps.
+struct BatchSpeed {
+  int64_t batch = 1;
+  Summary ttft_s;         // prefill of one prompt + choosing its first token (the first sequence), per run
+  Summary prefill_tok_s;  // prompt_len / prefill time of one sequence, per sequence of every run
+  Summary itl_s;          // every step of every run (each step gives every sequence one token)
+  Summary decode_tok_s;   // batch * (gen_len - 1) / decode time, per run
+  Summary e2e_s;          // the whole batch, prefills + decode, per run
+  size_t peak_rss_bytes = 0;  // the process's peak resident set after this batch size's runs
+};
+
 struct SpeedResult {
   int64_t prompt_len = 0, gen_len = 0;
   int repeat = 0;
-  Summary ttft_s;                    // prefill of the prompt + choosing the first token, per run
-  Summary prefill_tok_s;             // prompt_len / prefill time, per run
-  Summary itl_s;                     // every inter-token latency of every run
-  Summary decode_tok_s;              // (gen_len - 1) / decode time, per run
-  Summary e2e_s;                     // whole request, per run
-  uint64_t decode_weight_bytes = 0;  // bytes of weights read per decoded token
+  std::vector<BatchSpeed> batches;   // in the order of SpeedOptions::batches
+  uint64_t decode_weight_bytes = 0;  // bytes of weights read per decode step (every linear layer)
+  // The first batch size's figures (for one-batch callers).
+  const BatchSpeed& first() const { return batches.front(); }
 };
 
 // Greedy generation from random prompt tokens (fixed seed); the stop token is ignored so every run
 // generates exactly gen_len tokens.
 SpeedResult measure_speed(const runtime::Transformer& transformer, const SpeedOptions& options);
 
-// Bytes of weights one decode step reads: every linear module (lm_head included even when tied).
-uint64_t decode_weight_bytes(const Model& model);
+// Bytes of weights one decode step reads: every linear layer as the runtime holds it (packed codes and
+// scales for a packed quantized model; lm_head included even when tied).
+uint64_t decode_weight_bytes(const runtime::Transformer& transformer);
 
 // Read bandwidth of main memory in bytes/s: multi-threaded sums over a buffer much larger than the caches
 // (best of several passes), using the global thread pool.

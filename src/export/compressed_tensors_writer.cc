@@ -133,6 +133,12 @@ void write_compressed_module(const ModuleQuantization& q, std::string_view forma
     const DType fp8 = w.float_format == FloatFormat::E5M2 ? DType::F8_E5M2 : DType::F8_E4M3;
     out.add(p + "weight", fp8, {q.rows, q.cols}, q.fp8_codes.data(), q.fp8_codes.size());
   }
+  if (!q.g_idx.empty()) {
+    // GPTQ activation ordering by group: the group of each input column (compressed-tensors' weight_g_idx).
+    if (static_cast<int64_t>(q.g_idx.size()) != q.cols)
+      fail("module {}: g_idx has {} entries for {} columns", q.name, q.g_idx.size(), q.cols);
+    out.add(p + "weight_g_idx", DType::I32, {q.cols}, q.g_idx.data(), q.g_idx.size() * sizeof(int32_t));
+  }
   const QuantScheme& s = *q.scheme;
   if (s.input_activations && !s.input_activations->is_dynamic()) {
     if (cal == nullptr || cal->inputs.count(q.name) == 0)
@@ -220,7 +226,6 @@ ExportSummary export_model(const Model& model, const QuantPlan& plan, const fs::
   StagedDirectory staged(out, options.overwrite);
   SafetensorsWriter writer(staged.path(), "model", options.max_shard_bytes);
 
-  // 1. Everything that is not a quantized weight, unchanged.
   std::set<std::string> quantized_weights;
   for (const PlannedModule& m : plan.modules) {
     if (m.decision == ModuleDecision::Quantized) {
@@ -230,6 +235,46 @@ ExportSummary export_model(const Model& model, const QuantPlan& plan, const fs::
       ++summary.modules_not_quantized;
     }
   }
+  // 1. Quantized modules, one at a time, and the tensors the quantization method changed.
+  ModuleWriter module_out(writer, summary.quantized_bytes_after);
+  uint64_t changed_bytes = 0;
+  ModuleWriter changed_out(writer, changed_bytes);
+  std::set<std::string> written;
+  ModelSink sink;
+  sink.module = [&](ModuleQuantization& q) {
+    if (!quantized_weights.count(q.name + ".weight")) fail("module {} is not quantized by the plan", q.name);
+    if (!written.insert(q.name + ".weight").second) fail("module {} was quantized twice", q.name);
+    if (fake) {
+      write_fake_quant_module(q, module_out);
+    } else {
+      write_compressed_module(q, format_name(*q.scheme, options.format), options.calibration, module_out);
+    }
+  };
+  sink.tensor = [&](const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                    const float* values) {
+    if (!model.has_tensor(name)) fail("a changed tensor {} is not in the model", name);
+    if (quantized_weights.count(name))
+      fail("tensor {} is a quantized weight; it is written by its module", name);
+    if (!written.insert(name).second) fail("tensor {} was written twice", name);
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    const std::vector<std::byte> bytes = encode_floats(values, static_cast<size_t>(n), dtype);
+    changed_out.add(name, dtype, shape, bytes.data(), bytes.size());
+  };
+  if (options.source) {
+    options.source(sink);
+  } else {
+    ExportProgress p;
+    quantize_model_rtn(model, plan, sink.module, [&](const RtnProgress& r) {
+      p.done = r.done;
+      p.total = r.total;
+      p.module = r.module;
+      if (progress) progress(p);
+    });
+  }
+  for (const std::string& name : quantized_weights)
+    if (!written.count(name)) fail("the quantization method produced no result for {}", name);
+  // 2. Everything else, unchanged (pages released as they are copied: the input may be larger than RAM).
   model.for_each_tensor([&](const std::string& name, const TensorView& t) {
     summary.total_bytes_before += t.nbytes;
     if (quantized_weights.count(name)) {
@@ -237,27 +282,12 @@ ExportSummary export_model(const Model& model, const QuantPlan& plan, const fs::
       summary.quantized_params += static_cast<uint64_t>(t.numel());
       return;
     }
+    if (written.count(name)) return;
     writer.add(t);
+    model.store().release(name);
     summary.total_bytes_after += t.nbytes;
   });
-  // 2. Quantized modules, one at a time.
-  ModuleWriter module_out(writer, summary.quantized_bytes_after);
-  ExportProgress p;
-  quantize_model_rtn(
-      model, plan,
-      [&](ModuleQuantization& q) {
-        if (fake) {
-          write_fake_quant_module(q, module_out);
-        } else {
-          write_compressed_module(q, format_name(*q.scheme, options.format), options.calibration, module_out);
-        }
-      },
-      [&](const RtnProgress& r) {
-        p.done = r.done;
-        p.total = r.total;
-        p.module = r.module;
-        if (progress) progress(p);
-      });
+  summary.total_bytes_after += changed_bytes;
   // 3. KV-cache scales on the attention modules (not counted as quantized-module bytes).
   uint64_t kv_bytes = 0;
   ModuleWriter kv_out(writer, kv_bytes);

@@ -34,8 +34,9 @@
 #include <string_view>
 #include <vector>
 
-#include "export/calibration.h"
+#include "calib/static_scales.h"
 #include "model/model.h"
+#include "quant/model_quantizer.h"
 #include "quant/plan.h"
 
 namespace lowbit {
@@ -52,6 +53,10 @@ struct ExportOptions {
   bool overwrite = false;
   uint64_t max_shard_bytes = 5'000'000'000;  // transformers' default "5GB"
   const Calibration* calibration = nullptr;  // required when needs_calibration(plan)
+  // Produces the quantized modules (and tensors whose values it changed); unset means RTN
+  // (quantize_model_rtn). The calibration pipeline (calib/pipeline.h) plugs in here, so a model streams
+  // from the input files through one resident layer into the output files.
+  std::function<void(const ModelSink&)> source;
 };
 
 struct ExportProgress {
@@ -80,9 +85,9 @@ struct ExportSummary {
   }
 };
 
-// Quantizes (RTN) and writes the model to `out`. Throws lowbit::Error for an existing `out` without
-// overwrite, a format the plan's schemes cannot be stored in, missing calibration, or a model without
-// config.json on disk.
+// Quantizes (RTN, or options.source) and writes the model to `out`. Throws lowbit::Error for an existing
+// `out` without overwrite, a format the plan's schemes cannot be stored in, missing calibration, or a model
+// without config.json on disk.
 ExportSummary export_model(const Model& model, const QuantPlan& plan, const std::filesystem::path& out,
                            const ExportOptions& options,
                            const std::function<void(const ExportProgress&)>& progress = {});

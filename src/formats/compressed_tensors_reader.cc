@@ -88,19 +88,26 @@ class DequantizedView final : public TensorStore {
   explicit DequantizedView(std::unique_ptr<TensorStore> base) : base_(std::move(base)) {}
   void hide(const std::string& name) { hidden_.insert(name); }
   MemoryTensorStore& overrides() { return overrides_; }
+  // A float `name` of this shape that has no data: the weight of a module kept packed.
+  void add_placeholder(const std::string& name, std::vector<int64_t> shape) {
+    placeholders_[name] = TensorView{name, DType::BF16, std::move(shape), nullptr, 0};
+  }
 
   std::vector<std::string> names() const override {
     std::set<std::string> all;
     for (const std::string& n : base_->names())
       if (!hidden_.count(n)) all.insert(n);
     for (const std::string& n : overrides_.names()) all.insert(n);
+    for (const auto& [n, v] : placeholders_) all.insert(n);
     return {all.begin(), all.end()};
   }
   bool contains(const std::string& name) const override {
-    return overrides_.contains(name) || (!hidden_.count(name) && base_->contains(name));
+    return overrides_.contains(name) || placeholders_.count(name) ||
+           (!hidden_.count(name) && base_->contains(name));
   }
   TensorView get(const std::string& name) const override {
     if (overrides_.contains(name)) return overrides_.get(name);
+    if (auto it = placeholders_.find(name); it != placeholders_.end()) return it->second;
     if (hidden_.count(name))
       fail("tensor {} is a compressed tensor, replaced by its dequantized weight", name);
     return base_->get(name);
@@ -109,6 +116,7 @@ class DequantizedView final : public TensorStore {
  private:
   std::unique_ptr<TensorStore> base_;
   MemoryTensorStore overrides_;
+  std::map<std::string, TensorView> placeholders_;
   std::set<std::string> hidden_;
 };
 
@@ -151,7 +159,108 @@ void dequantize_with_g_idx(const int8_t* q, int64_t rows, int64_t cols, const st
   }
 }
 
+// The zero points of an asymmetric weight (empty when symmetric): int8 codes, or packed along the output
+// dimension (pack-quantized group/channel).
+std::vector<int8_t> read_zero_points(const TensorStore& store, const std::string& module,
+                                     const QuantArgs& weights, bool packed, int64_t out, int64_t n_scales) {
+  std::vector<int8_t> zps;
+  if (weights.symmetric) return zps;
+  const TensorView zp_view =
+      need(store, module + ".weight_zero_point", "asymmetric weights need zero points");
+  const bool zp_packed =
+      packed && zp_view.dtype == DType::I32 &&
+      (weights.strategy == QuantStrategy::Group || weights.strategy == QuantStrategy::Channel);
+  const int64_t zp_rows = weights.strategy == QuantStrategy::Tensor ? 1 : out;
+  const int64_t zp_cols = n_scales / zp_rows;
+  if (zp_packed) {
+    expect_shape(zp_view, {packed_words(zp_rows, weights.num_bits), zp_cols});
+    zps.resize(static_cast<size_t>(n_scales));
+    unpack_int_cols(zp_view.as<int32_t>().data(), zp_rows, zp_cols, weights.num_bits, zps.data());
+  } else {
+    zps = zero_points_of(zp_view);
+    if (static_cast<int64_t>(zps.size()) != n_scales) {
+      fail("tensor {} has {} values, expected {}", zp_view.name, zps.size(), n_scales);
+    }
+  }
+  return zps;
+}
+
+// The scales of a quantized weight as fp32, checked against the number of cells its args need.
+std::vector<float> read_scales(const TensorStore& store, const std::string& module, const QuantArgs& weights,
+                               int64_t out, int64_t in, ComputeDType* dt) {
+  const TensorView scale_view = need(store, module + ".weight_scale", "a quantized weight needs its scale");
+  std::vector<float> scales = to_f32(scale_view);
+  // torch computes (q - zp) * scale in the scale's dtype.
+  if (dt) *dt = scale_view.dtype == DType::BF16 ? ComputeDType::BF16 : ComputeDType::F32;
+  const int64_t n_scales = expected_scale_count(weights, out, in, module);
+  if (static_cast<int64_t>(scales.size()) != n_scales) {
+    fail("tensor {} has {} values (shape [{}]); {} weights of [{}, {}] need {}", scale_view.name,
+         scales.size(), fmt::join(scale_view.shape, ", "), describe(weights), out, in, n_scales);
+  }
+  return scales;
+}
+
+// The stored codes of a module that can_keep_packed() accepted, checked like the dequantizing path does.
+StoredWeight read_stored_weight(const TensorStore& store, const std::string& module, const QuantArgs& weights,
+                                int64_t out, int64_t in) {
+  StoredWeight w;
+  w.args = weights;
+  w.out_features = out;
+  w.in_features = in;
+  const bool packed = store.contains(module + ".weight_packed");
+  if (packed) {
+    w.codes = store.get(module + ".weight_packed");
+    if (w.codes.dtype != DType::I32)
+      fail("tensor {} has dtype {}, expected I32", w.codes.name, dtype_name(w.codes.dtype));
+    expect_shape(w.codes, {out, packed_words(in, weights.num_bits)});
+    const std::vector<int64_t> shape =
+        to_i64(need(store, module + ".weight_shape", "pack-quantized weights store their shape"));
+    if (shape != std::vector<int64_t>{out, in})
+      fail("tensor {}.weight_shape says [{}], the model config needs [{}, {}]", module,
+           fmt::join(shape, ", "), out, in);
+  } else {
+    w.codes = need(store, module + ".weight", "neither weight_packed nor weight is stored");
+    expect_shape(w.codes, {out, in});
+    const DType want = weights.type == QuantType::Int              ? DType::I8
+                       : weights.float_format == FloatFormat::E5M2 ? DType::F8_E5M2
+                                                                   : DType::F8_E4M3;
+    if (w.codes.dtype != want) {
+      fail("tensor {} has dtype {}; {} weights are stored as {}", w.codes.name, dtype_name(w.codes.dtype),
+           describe(weights), dtype_name(want));
+    }
+  }
+  w.scales = read_scales(store, module, weights, out, in, nullptr);
+  w.scale_dtype = store.get(module + ".weight_scale").dtype;
+  w.zero_points =
+      read_zero_points(store, module, weights, packed, out, static_cast<int64_t>(w.scales.size()));
+  return w;
+}
 }  // namespace
+
+bool can_keep_packed(const TensorStore& store, const std::string& module, const QuantArgs& weights,
+                     int64_t in_features) {
+  if (store.contains(module + ".weight_g_idx")) return false;  // rare (GPTQ actorder): dequantize
+  switch (weights.strategy) {
+    case QuantStrategy::Tensor:
+    case QuantStrategy::Channel:
+      break;
+    case QuantStrategy::Group:
+      if (!weights.group_size || *weights.group_size % 16 != 0 || in_features % *weights.group_size != 0)
+        return false;
+      break;
+    default:
+      return false;
+  }
+  const bool packed = store.contains(module + ".weight_packed");
+  if (weights.type == QuantType::Int) {
+    if (packed) return weights.num_bits == 4 || weights.num_bits == 8;
+    return weights.num_bits == 8 && store.contains(module + ".weight") &&
+           store.get(module + ".weight").dtype == DType::I8;
+  }
+  if (packed || weights.num_bits != 8 || !store.contains(module + ".weight")) return false;
+  const DType stored = store.get(module + ".weight").dtype;
+  return stored == (weights.float_format == FloatFormat::E5M2 ? DType::F8_E5M2 : DType::F8_E4M3);
+}
 
 std::optional<QuantConfig> read_compressed_tensors_config(const std::filesystem::path& dir) {
   const std::filesystem::path path = dir / "config.json";
@@ -190,18 +299,11 @@ std::vector<float> dequantize_module_weight(const TensorStore& store, const std:
     return result;
   }
 
-  const TensorView scale_view = need(store, module + ".weight_scale", "a quantized weight needs its scale");
-  const std::vector<float> scales = to_f32(scale_view);
-  // torch computes (q - zp) * scale in the scale's dtype.
-  const ComputeDType dt = scale_view.dtype == DType::BF16 ? ComputeDType::BF16 : ComputeDType::F32;
-
+  ComputeDType dt = ComputeDType::F32;
+  const std::vector<float> scales = read_scales(store, module, weights, out, in, &dt);
   const bool group = weights.strategy == QuantStrategy::Group;
   const int64_t groups = group ? in / *weights.group_size : 1;
-  const int64_t n_scales = expected_scale_count(weights, out, in, module);
-  if (static_cast<int64_t>(scales.size()) != n_scales) {
-    fail("tensor {} has {} values (shape [{}]); {} weights of [{}, {}] need {}", scale_view.name,
-         scales.size(), fmt::join(scale_view.shape, ", "), describe(weights), out, in, n_scales);
-  }
+  const auto n_scales = static_cast<int64_t>(scales.size());
 
   const TensorView* w_ptr = nullptr;
   TensorView w_view;
@@ -260,26 +362,7 @@ std::vector<float> dequantize_module_weight(const TensorStore& store, const std:
       fail("module {}: code {} is outside [{}, {}] of {}", module, q, lo, hi, describe(weights));
   }
 
-  std::vector<int8_t> zps;
-  if (!weights.symmetric) {
-    const TensorView zp_view =
-        need(store, module + ".weight_zero_point", "asymmetric weights need zero points");
-    const bool zp_packed =
-        packed && zp_view.dtype == DType::I32 &&
-        (weights.strategy == QuantStrategy::Group || weights.strategy == QuantStrategy::Channel);
-    const int64_t zp_rows = weights.strategy == QuantStrategy::Tensor ? 1 : out;
-    const int64_t zp_cols = n_scales / zp_rows;
-    if (zp_packed) {
-      expect_shape(zp_view, {packed_words(zp_rows, weights.num_bits), zp_cols});
-      zps.resize(static_cast<size_t>(n_scales));
-      unpack_int_cols(zp_view.as<int32_t>().data(), zp_rows, zp_cols, weights.num_bits, zps.data());
-    } else {
-      zps = zero_points_of(zp_view);
-      if (static_cast<int64_t>(zps.size()) != n_scales) {
-        fail("tensor {} has {} values, expected {}", zp_view.name, zps.size(), n_scales);
-      }
-    }
-  }
+  const std::vector<int8_t> zps = read_zero_points(store, module, weights, packed, out, n_scales);
   const int8_t* zp = zps.empty() ? nullptr : zps.data();
 
   if (store.contains(module + ".weight_g_idx")) {
@@ -305,7 +388,7 @@ std::vector<float> dequantize_module_weight(const TensorStore& store, const std:
 
 OpenedQuantizedModel open_compressed_tensors(ModelConfig config, const QuantConfig& qconfig,
                                              std::unique_ptr<TensorStore> base,
-                                             const std::filesystem::path& dir) {
+                                             const std::filesystem::path& dir, const ReadOptions& options) {
   const std::string where = dir.empty() ? std::string("model") : dir.string();
   auto quant = std::make_shared<QuantizedCheckpoint>();
   quant->config = qconfig;
@@ -346,7 +429,19 @@ OpenedQuantizedModel open_compressed_tensors(ModelConfig config, const QuantConf
       fail("{}: module {} (config group {}) has format '{}', which lowbit does not read", where, pm.name,
            group_name, declared);
     }
-    if (scheme.weights) {
+    if (scheme.weights && options.keep_packed && can_keep_packed(raw, pm.name, *scheme.weights, shape.in)) {
+      try {
+        qm.stored = read_stored_weight(raw, pm.name, *scheme.weights, shape.out, shape.in);
+      } catch (const Error& e) {
+        fail("{}: module {}: {}", where, pm.name, e.what());
+      }
+      qm.format = raw.contains(pm.name + ".weight_packed") ? "pack-quantized"
+                  : scheme.weights->type == QuantType::Int ? "int-quantized"
+                                                           : "float-quantized";
+      for (const char* p : kWeightParams) view->hide(pm.name + "." + p);
+      view->hide(pm.name + ".weight");
+      view->add_placeholder(pm.name + ".weight", {shape.out, shape.in});
+    } else if (scheme.weights) {
       std::string read_as;
       const std::string msg_prefix = fmt::format("{}: module {}", where, pm.name);
       std::vector<float> w;
@@ -406,11 +501,11 @@ OpenedQuantizedModel open_compressed_tensors(ModelConfig config, const QuantConf
   return opened;
 }
 
-OpenedQuantizedModel open_compressed_tensors(const std::filesystem::path& dir) {
+OpenedQuantizedModel open_compressed_tensors(const std::filesystem::path& dir, const ReadOptions& options) {
   std::optional<QuantConfig> qconfig = read_compressed_tensors_config(dir);
   if (!qconfig) fail("{}: config.json has no quantization_config", dir.string());
   return open_compressed_tensors(ModelConfig::load(dir), *qconfig, std::make_unique<CheckpointStore>(dir),
-                                 dir);
+                                 dir, options);
 }
 
 }  // namespace lowbit::formats

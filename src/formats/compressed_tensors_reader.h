@@ -19,6 +19,12 @@
 //   weight float (no weight_scale)                             stored already fake-quantized ("frozen")
 // An optional weight_g_idx (GPTQ activation ordering) maps column k to its group g_idx[k]; compressed-tensors
 // 0.20 no longer reads it, older versions and vLLM do, and for the identity ordering both agree.
+//
+// With ReadOptions::keep_packed the weights that runtime/packed_linear.h can run directly are NOT
+// dequantized: QuantizedModule::stored describes their codes (a view into the mapped checkpoint, never
+// copied) with fp32 scales and int8 zero points, and the Model's `<module>.weight` of such a module is a
+// placeholder of the right shape without data (TensorView::data == nullptr), so model/ still validates the
+// architecture but nothing can read a matrix that does not exist (runtime::dense_weight refuses it).
 #pragma once
 
 #include <filesystem>
@@ -33,6 +39,23 @@
 
 namespace lowbit::formats {
 
+// A quantized weight as stored (ReadOptions::keep_packed). `codes` is one of
+//   I32 [out, in/8] weight_packed of 4-bit codes, or [out, in/4] of 8-bit codes (pack-quantized,
+//   quant/pack.h:
+//       little-endian, code + 2^(bits-1) per field, so 8-bit words are simply bytes of unsigned codes);
+//   I8 [out, in] weight (int-quantized / naive-quantized);
+//   F8_E4M3 / F8_E5M2 [out, in] weight (float-quantized).
+// scales / zero_points: one per cell of make_scale_grid(args, out, in): [out][groups] for group, [out] for
+// channel, 1 for tensor. zero_points is empty when symmetric.
+struct StoredWeight {
+  QuantArgs args;
+  int64_t out_features = 0, in_features = 0;
+  TensorView codes;
+  std::vector<float> scales;
+  std::vector<int8_t> zero_points;
+  DType scale_dtype = DType::F32;  // as stored: torch dequantizes in this dtype (BF16 rounds each weight)
+};
+
 // What the forward pass must apply to one quantized Linear module besides its (dequantized) weight.
 struct QuantizedModule {
   std::string name;    // "model.layers.0.self_attn.q_proj"
@@ -42,6 +65,8 @@ struct QuantizedModule {
   // Static input activation qparams (input_scale, input_zero_point), as stored; empty when dynamic/absent.
   std::vector<float> input_scale;
   std::vector<int8_t> input_zero_point;
+  // Set when the weight was kept packed (ReadOptions::keep_packed); the Model then holds a placeholder.
+  std::optional<StoredWeight> stored;
 };
 
 // Per attention layer static KV qparams (k_scale / v_scale: one value per tensor, or one per KV head).
@@ -74,12 +99,24 @@ struct OpenedQuantizedModel {
 // group targets (compressed-tensors' matching rules, quant/plan.h), dequantizes their weights and reads
 // input_scale / k_scale / v_scale. Throws lowbit::Error naming the folder, module and tensor on anything
 // inconsistent (missing tensors, wrong shapes or dtypes, unsupported format or strategy).
-OpenedQuantizedModel open_compressed_tensors(const std::filesystem::path& dir);
+struct ReadOptions {
+  // Keep the codes of weights that can_keep_packed() accepts instead of dequantizing them.
+  bool keep_packed = false;
+};
+OpenedQuantizedModel open_compressed_tensors(const std::filesystem::path& dir,
+                                             const ReadOptions& options = {});
 
 // The same over any tensor store (tests, in-memory checkpoints); `dir` only names things in messages.
 OpenedQuantizedModel open_compressed_tensors(ModelConfig config, const QuantConfig& qconfig,
                                              std::unique_ptr<TensorStore> store,
-                                             const std::filesystem::path& dir = {});
+                                             const std::filesystem::path& dir = {},
+                                             const ReadOptions& options = {});
+
+// Whether a module's weight args and stored tensors are a form runtime/packed_linear.h executes: int4
+// (pack-quantized) or int8 (pack-quantized or I8) codes, or fp8 codes; tensor, channel, or group strategy
+// with a group size that is a multiple of 16 and divides in_features; no non-trivial weight_g_idx.
+bool can_keep_packed(const TensorStore& store, const std::string& module, const QuantArgs& weights,
+                     int64_t in_features);
 
 // Dequantizes one module's stored weight ([out, in], row-major fp32; values are bf16-exact when the scale
 // is bf16) with the given weight args. `format` as above. Exposed for tests and tools.

@@ -209,6 +209,23 @@ TensorView Checkpoint::get(const std::string& name) const {
   return file.get(name);
 }
 
+void Checkpoint::release(const std::string& name) const {
+  const auto it = tensor_to_file_.find(name);
+  const std::string& file = it == tensor_to_file_.end() ? single_file_ : it->second;
+  const SafetensorsFile* shard_file = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto s = shards_.find(file);
+    if (s != shards_.end()) shard_file = s->second.get();
+  }
+  if (shard_file == nullptr || !shard_file->contains(name)) return;
+  const TensorView view = shard_file->get(name);
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(view.data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(view.data) + view.nbytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 std::map<std::string, std::string> Checkpoint::metadata() const {
   if (tensor_to_file_.empty())
     return single_file_.empty() ? std::map<std::string, std::string>{} : shard(single_file_).metadata();

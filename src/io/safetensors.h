@@ -105,6 +105,10 @@ class Checkpoint {
   std::vector<std::string> files() const;
   // Maps every shard and checks that each tensor of the index is present (get() checks lazily otherwise).
   void validate() const;
+  // Drops the mapped pages of a tensor from this process's resident set (madvise MADV_DONTNEED on the
+  // whole pages inside it; the data stays in the page cache and is read back on the next access). Lets a
+  // layer-by-layer pass over a model larger than RAM keep its RSS bounded. No-op for unmapped shards.
+  void release(const std::string& name) const;
 
  private:
   void load_index(const std::filesystem::path& index_path);

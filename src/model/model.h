@@ -26,6 +26,8 @@ class TensorStore {
   virtual std::vector<std::string> names() const = 0;  // sorted
   virtual bool contains(const std::string& name) const = 0;
   virtual TensorView get(const std::string& name) const = 0;  // throws lowbit::Error when absent
+  // A hint that the tensor is not needed for a while: mapped stores drop its pages from the resident set.
+  virtual void release(const std::string& /*name*/) const {}
 };
 
 // The tensors of a checkpoint folder (io::Checkpoint: mmap, lazily mapped shards).
@@ -35,6 +37,7 @@ class CheckpointStore final : public TensorStore {
   std::vector<std::string> names() const override { return checkpoint_.names(); }
   bool contains(const std::string& name) const override { return checkpoint_.contains(name); }
   TensorView get(const std::string& name) const override { return checkpoint_.get(name); }
+  void release(const std::string& name) const override { checkpoint_.release(name); }
 
  private:
   Checkpoint checkpoint_;

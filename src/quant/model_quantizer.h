@@ -32,6 +32,9 @@ struct ModuleQuantization {
   std::vector<float> scales;
   std::vector<int8_t> zero_points;
   int64_t scale_rows = 1, scale_cols = 1;
+  // GPTQ with actorder=group: the group of each input column (cols entries, compressed-tensors'
+  // weight_g_idx); empty means column c belongs to group c / group_size.
+  std::vector<int32_t> g_idx;
 
   const QuantArgs& weights() const { return *scheme->weights; }
   // The fake-quantized weight, dequantize(quantize(w)), rows x cols.
@@ -49,6 +52,20 @@ std::vector<ModuleInfo> model_modules(const Model& model);
 
 // Quantizes one module's weight with the scheme's weight args.
 ModuleQuantization quantize_module_rtn(const LinearModule& module, const QuantScheme& scheme);
+// The same for a weight already in fp32 (e.g. after smoothing); weight_dtype is the dtype it is stored in,
+// which selects the arithmetic (compute_dtype_for) and the scale dtype of the export.
+ModuleQuantization quantize_weight_rtn(const std::string& name, const float* w, int64_t rows, int64_t cols,
+                                       DType weight_dtype, const QuantScheme& scheme);
+
+// Where a whole-model quantization pass delivers its results, one at a time, so that they can be streamed
+// to disk (export/compressed_tensors_writer.h): quantized modules, and stored tensors whose values changed
+// (norm weights and unquantized weights with smoothing scales folded in; fp32 values, written in `dtype`).
+struct ModelSink {
+  std::function<void(ModuleQuantization&)> module;  // the argument may be moved from
+  std::function<void(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                     const float* values)>
+      tensor;
+};
 
 struct RtnProgress {
   int64_t done = 0;   // modules finished

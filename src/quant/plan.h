@@ -29,7 +29,7 @@ struct QuantRecipe {
   std::vector<std::string> ignore;
   bool ignore_lm_head = true;  // lowbit's default; false with --include-lm-head / include_lm_head: true
   std::optional<QuantArgs> kv_cache_scheme;
-  std::string method = "rtn";                             // rtn | gptq | awq (from the recipe's modifier)
+  std::string method = "rtn";  // rtn | gptq | awq | smoothquant+rtn | smoothquant+gptq | awq+gptq
   nlohmann::json method_args = nlohmann::json::object();  // the modifier's other fields, verbatim
   std::vector<std::string> notes;                         // e.g. modifiers lowbit does not run yet
   std::string source;                                     // "--scheme W4A16 ..." or the recipe path

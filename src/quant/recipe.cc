@@ -80,16 +80,19 @@ std::string method_of(const std::string& modifier) {
 }
 
 void find_modifiers(const json& node, const std::string& path,
-                    std::vector<std::pair<std::string, json>>& quant, std::vector<std::string>& others) {
+                    std::vector<std::pair<std::string, json>>& quant,
+                    std::vector<std::pair<std::string, json>>& smoothing, std::vector<std::string>& others) {
   if (!node.is_object()) return;
   for (const auto& [key, value] : node.items()) {
     const std::string here = path.empty() ? key : path + "." + key;
     if (quant_modifiers().count(key)) {
       quant.emplace_back(here, value);
+    } else if (key == "SmoothQuantModifier") {
+      smoothing.emplace_back(here, value);
     } else if (key.size() > 8 && key.compare(key.size() - 8, 8, "Modifier") == 0) {
       others.push_back(fmt::format("{} is not run by lowbit (only the quantization modifier is)", here));
     } else {
-      find_modifiers(value, here, quant, others);
+      find_modifiers(value, here, quant, smoothing, others);
     }
   }
 }
@@ -169,19 +172,57 @@ QuantRecipe parse_recipe_yaml(std::string_view text, std::string_view source) {
   } catch (const YAML::Exception& e) {
     fail("{}: invalid YAML at line {}, column {}: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg);
   }
-  std::vector<std::pair<std::string, json>> quant;
+  std::vector<std::pair<std::string, json>> quant, smoothing;
   std::vector<std::string> others;
-  find_modifiers(doc, "", quant, others);
+  find_modifiers(doc, "", quant, smoothing, others);
   if (quant.empty()) {
     fail("{}: no QuantizationModifier, GPTQModifier or AWQModifier found in the recipe", source);
   }
-  if (quant.size() > 1) {
-    fail("{}: lowbit runs one quantization modifier per recipe, found {} ({} and {})", source, quant.size(),
-         quant[0].first, quant[1].first);
+  const auto modifier_name = [](const std::string& path) {
+    return path.substr(path.rfind('.') == std::string::npos ? 0 : path.rfind('.') + 1);
+  };
+  // Chains lowbit runs: [SmoothQuantModifier] + one quantization modifier, or AWQModifier + GPTQModifier
+  // (AWQ's smoothing, then GPTQ with the GPTQ modifier's scheme).
+  size_t main = 0;
+  std::string method_prefix;
+  json awq_args = json::object();
+  if (quant.size() == 2 && modifier_name(quant[0].first) != modifier_name(quant[1].first) &&
+      (modifier_name(quant[0].first) == "AWQModifier" || modifier_name(quant[1].first) == "AWQModifier") &&
+      (modifier_name(quant[0].first) == "GPTQModifier" || modifier_name(quant[1].first) == "GPTQModifier")) {
+    main = modifier_name(quant[0].first) == "GPTQModifier" ? 0 : 1;
+    method_prefix = "awq+";
+    const json& awq = quant[1 - main].second;
+    if (awq.is_object())
+      for (const auto& [key, value] : awq.items())
+        if (key == "duo_scaling" || key == "n_grid") awq_args[key] = value;
+  } else if (quant.size() > 1) {
+    fail(
+        "{}: lowbit runs one quantization modifier per recipe (optionally after SmoothQuantModifier, or "
+        "AWQModifier + GPTQModifier), found {} ({} and {})",
+        source, quant.size(), quant[0].first, quant[1].first);
   }
-  const std::string& path = quant[0].first;
-  const std::string modifier = path.substr(path.rfind('.') == std::string::npos ? 0 : path.rfind('.') + 1);
-  QuantRecipe r = recipe_from_modifier(modifier, quant[0].second, fmt::format("{}: {}", source, path));
+  if (smoothing.size() > 1) fail("{}: more than one SmoothQuantModifier", source);
+  const std::string& path = quant[main].first;
+  QuantRecipe r =
+      recipe_from_modifier(modifier_name(path), quant[main].second, fmt::format("{}: {}", source, path));
+  for (const auto& [key, value] : awq_args.items()) r.method_args[key] = value;
+  if (!smoothing.empty()) {
+    if (!method_prefix.empty())
+      fail("{}: SmoothQuant and AWQ both rescale the same channels; pick one", source);
+    const json& sq = smoothing[0].second;
+    if (!sq.is_null() && !sq.is_object())
+      fail("{}: {}: the modifier needs a mapping of arguments", source, smoothing[0].first);
+    method_prefix = "smoothquant+";
+    if (sq.is_object()) {
+      if (sq.contains("smoothing_strength")) r.method_args["smoothing_strength"] = sq["smoothing_strength"];
+      if (sq.contains("mappings") && !sq["mappings"].is_null())
+        others.push_back(fmt::format(
+            "{}.mappings: lowbit uses the standard Llama/Mistral/Qwen2 mappings (input_layernorm -> q,k,v; "
+            "post_attention_layernorm -> gate,up)",
+            smoothing[0].first));
+    }
+  }
+  r.method = method_prefix + r.method;
   r.notes = others;
   r.source = std::string(source);
   return r;

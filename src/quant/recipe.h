@@ -15,9 +15,12 @@
 //         # config_groups: {group_0: {targets: [Linear], weights: {...}, input_activations: {...}}}
 //         kv_cache_scheme: {num_bits: 8, type: float, strategy: tensor, dynamic: false, symmetric: true}
 //
-// The modifier's other fields (block_size, dampening_frac, actorder, mappings, ...) are kept verbatim in
-// QuantRecipe::method_args for the method that uses them. Other modifiers (e.g. SmoothQuantModifier) are
-// recorded in QuantRecipe::notes. lowbit extension: `include_lm_head: true` in the modifier.
+// The modifier's other fields (block_size, dampening_frac, actorder, duo_scaling, ...) are kept verbatim in
+// QuantRecipe::method_args for the method that uses them. Modifiers chain: a SmoothQuantModifier
+// (smoothing_strength) before the quantization modifier gives method "smoothquant+<method>"; an
+// AWQModifier together with a GPTQModifier gives "awq+gptq" (AWQ's smoothing, then GPTQ with the GPTQ
+// modifier's scheme). Other modifiers are recorded in QuantRecipe::notes. lowbit extension:
+// `include_lm_head: true` in the modifier.
 #pragma once
 
 #include <filesystem>

@@ -126,7 +126,11 @@ QuantArgs quant_args_from_json(const json& j, std::string_view where) {
       const std::string s = o.is_string() ? lower(o.get<std::string>()) : "";
       if (s == "weight" || s == "static") {
         a.actorder = ActOrder::Weight;
-      } else if (s == "group" || s == "dynamic") {
+      } else if (s == "group") {
+        // compressed-tensors 0.20 removed it from its validator, but checkpoints with weight_g_idx exist
+        // (older compressed-tensors, lowbit's --actorder group) and lowbit reads them.
+        a.actorder = ActOrder::Group;
+      } else if (s == "dynamic") {
         fail("{}: actorder '{}' was removed; use actorder: weight or null", where, s);
       } else {
         fail("{}: unknown actorder {}", where, o.dump());

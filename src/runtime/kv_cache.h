@@ -1,6 +1,12 @@
 // Keys and values of the tokens seen so far, per layer and KV head: [layer][kv_head][position][head_dim].
 // Head-major storage makes the keys of one head a dense [positions x head_dim] matrix, so attention
 // scores are one GEMM per head. Capacity grows on demand (doubling, contents kept).
+//
+// Storage is fp32, or one byte per value when the model's KV cache scheme is static int8 / fp8
+// (KVQuantizer::stores_codes): the values arriving in store() are already fake-quantized, so each is
+// exactly code * scale and the codes lose nothing. Readers still get fp32 rows: keys() / values() of a
+// quantized cache decode the head's stored positions into a buffer owned by the calling thread (one for
+// keys, one for values), valid until that thread's next call of the same accessor.
 #pragma once
 
 #include <cstddef>
@@ -9,22 +15,26 @@
 
 namespace lowbit::runtime {
 
+class KVQuantizer;
+
 class KVCache {
  public:
-  KVCache(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t capacity = 0);
+  // `quantizer` (may be null) must outlive the cache; it is used only when it stores codes.
+  KVCache(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t capacity = 0,
+          const KVQuantizer* quantizer = nullptr);
 
   int64_t capacity() const { return capacity_; }
   int64_t head_dim() const { return head_dim_; }
+  bool stores_codes() const { return quantizer_ != nullptr; }
+  // Bytes held for keys and values (capacity included).
+  size_t bytes() const { return data_.size() * sizeof(float) + codes_.size(); }
   // Ensures room for `positions` tokens.
   void reserve(int64_t positions);
 
-  // Keys / values of one layer and KV head: `capacity()` rows of head_dim floats.
-  float* keys(int64_t layer, int64_t kv_head) { return data_.data() + offset(layer, kv_head, 0); }
-  float* values(int64_t layer, int64_t kv_head) { return data_.data() + offset(layer, kv_head, 1); }
-  const float* keys(int64_t layer, int64_t kv_head) const { return data_.data() + offset(layer, kv_head, 0); }
-  const float* values(int64_t layer, int64_t kv_head) const {
-    return data_.data() + offset(layer, kv_head, 1);
-  }
+  // Keys / values of one layer and KV head: rows of head_dim floats, at least every position stored so
+  // far (`capacity()` rows for an fp32 cache).
+  const float* keys(int64_t layer, int64_t kv_head) const { return read(layer, kv_head, 0); }
+  const float* values(int64_t layer, int64_t kv_head) const { return read(layer, kv_head, 1); }
 
   // Stores `count` tokens at positions [first, first + count) of `layer`. k and v are [count][kv_heads *
   // head_dim] (the k_proj / v_proj output layout).
@@ -34,10 +44,14 @@ class KVCache {
   size_t offset(int64_t layer, int64_t kv_head, int which) const {
     return static_cast<size_t>(((layer * 2 + which) * kv_heads_ + kv_head) * capacity_ * head_dim_);
   }
+  const float* read(int64_t layer, int64_t kv_head, int which) const;
 
   int64_t layers_, kv_heads_, head_dim_;
   int64_t capacity_ = 0;
-  std::vector<float> data_;
+  int64_t filled_ = 0;  // positions below this have been stored at least once
+  const KVQuantizer* quantizer_ = nullptr;
+  std::vector<float> data_;     // fp32 storage
+  std::vector<uint8_t> codes_;  // code storage (same layout, one byte per value)
 };
 
 }  // namespace lowbit::runtime

@@ -1,5 +1,9 @@
 #include "runtime/kv_quant.h"
 
+#include <algorithm>
+#include <cmath>
+
+#include "io/dtype.h"
 #include "quant/quantizer.h"
 #include "util/error.h"
 
@@ -65,6 +69,30 @@ void KVQuantizer::apply(int64_t layer, float* k, float* v, int64_t count) const 
   const bool dynamic = args_.is_dynamic();
   apply_one(k, count, dynamic ? none : scales_[static_cast<size_t>(layer)].k_scale);
   apply_one(v, count, dynamic ? none : scales_[static_cast<size_t>(layer)].v_scale);
+}
+
+bool KVQuantizer::stores_codes() const {
+  return !args_.is_dynamic() && args_.num_bits == 8;
+}
+
+float KVQuantizer::scale(int64_t layer, int which, int64_t kv_head) const {
+  const formats::KVScales& s = scales_[static_cast<size_t>(layer)];
+  const std::vector<float>& v = which == 0 ? s.k_scale : s.v_scale;
+  return v.size() == 1 ? v[0] : v[static_cast<size_t>(kv_head)];
+}
+
+uint8_t KVQuantizer::encode(float value, float scale) const {
+  const float q = value / scale;
+  if (args_.type == QuantType::Int) {
+    const float r = std::clamp(std::nearbyint(q), -128.0f, 127.0f);
+    return static_cast<uint8_t>(static_cast<int8_t>(r));
+  }
+  return args_.float_format == FloatFormat::E5M2 ? f32_to_e5m2(q) : f32_to_e4m3(q);
+}
+
+float KVQuantizer::decode(uint8_t code, float scale) const {
+  if (args_.type == QuantType::Int) return static_cast<float>(static_cast<int8_t>(code)) * scale;
+  return (args_.float_format == FloatFormat::E5M2 ? e5m2_to_f32(code) : e4m3_to_f32(code)) * scale;
 }
 
 }  // namespace lowbit::runtime

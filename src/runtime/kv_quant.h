@@ -8,6 +8,11 @@
 //                    and 1, i.e. one scale per KV head over the tokens of this forward call.
 // A "forward call" is one Session chunk (at most Session::max_chunk() tokens; equal to the HF call whenever
 // the evaluated window fits in one chunk). KV schemes are symmetric (compressed-tensors requires it).
+//
+// Static schemes (int8 or fp8 with the checkpoint's k_scale / v_scale) are also *stored* quantized:
+// KVCache keeps one byte per value (encode) instead of an fp32 float, 1/4 of the memory, and decode gives
+// back exactly the fake-quantized value (code * scale, the same fp32 product fake quantization computes).
+// Dynamic schemes have a scale per forward call, so their cache stays fp32 (fake-quantized values).
 #pragma once
 
 #include <cstdint>
@@ -31,6 +36,15 @@ class KVQuantizer {
   // k and v: [count][kv_heads * head_dim] of `layer`, quantized-dequantized in place.
   void apply(int64_t layer, float* k, float* v, int64_t count) const;
   const QuantArgs& args() const { return args_; }
+
+  // Whether KVCache can store codes (static scales, 8-bit int or fp8).
+  bool stores_codes() const;
+  // The static scale of tensor `which` (0 keys, 1 values) of `layer` for `kv_head`.
+  float scale(int64_t layer, int which, int64_t kv_head) const;
+  // The code of a value already fake-quantized with `scale` (so value / scale is a code up to rounding),
+  // and back. Int codes are int8 bytes, fp8 codes their bit patterns.
+  uint8_t encode(float value, float scale) const;
+  float decode(uint8_t code, float scale) const;
 
  private:
   void apply_one(float* x, int64_t count, const std::vector<float>& scale) const;

@@ -6,6 +6,9 @@ namespace lowbit::runtime {
 
 kernels::DenseWeight dense_weight(const TensorView& view) {
   if (view.shape.size() != 2) fail("tensor {}: expected a 2-D weight matrix", view.name);
+  if (view.data == nullptr && view.numel() > 0)
+    fail("tensor {} has no data: its module was loaded packed and runs through runtime/packed_linear.h",
+         view.name);
   kernels::DenseWeight w;
   w.dtype = view.dtype;
   w.data = view.data;
@@ -26,6 +29,10 @@ DenseLinear::DenseLinear(const LinearModule& module) : weight_(dense_weight(modu
 
 void DenseLinear::forward(const float* x, int64_t m, float* y) const {
   kernels::linear(x, m, weight_, bias_.empty() ? nullptr : bias_.data(), y);
+}
+
+uint64_t DenseLinear::weight_bytes() const {
+  return static_cast<uint64_t>(weight_.rows * weight_.cols) * dtype_size(weight_.dtype) + bias_.size() * 4;
 }
 
 std::unique_ptr<LinearWeight> make_dense_linear(const LinearModule& module) {

@@ -21,6 +21,8 @@ class LinearWeight {
   virtual int64_t in_features() const = 0;
   // y[m x out] = x[m x in] * W^T (+ bias); x and y row-major and dense.
   virtual void forward(const float* x, int64_t m, float* y) const = 0;
+  // Bytes of weight data one forward() streams from memory (codes, scales, bias): what decode reads.
+  virtual uint64_t weight_bytes() const = 0;
 };
 
 class DenseLinear final : public LinearWeight {
@@ -30,6 +32,7 @@ class DenseLinear final : public LinearWeight {
   int64_t out_features() const override { return weight_.rows; }
   int64_t in_features() const override { return weight_.cols; }
   void forward(const float* x, int64_t m, float* y) const override;
+  uint64_t weight_bytes() const override;
   const kernels::DenseWeight& weight() const { return weight_; }
 
  private:

@@ -24,6 +24,7 @@ class ActivationQuantizer {
   ActivationQuantizer(QuantArgs args, std::vector<float> scale, std::vector<int8_t> zero_point);
   void apply(float* x, int64_t rows, int64_t cols) const;
   const QuantArgs& args() const { return args_; }
+  const std::vector<float>& scale() const { return scale_; }  // static qparams (empty when dynamic)
 
  private:
   QuantArgs args_;
@@ -39,6 +40,7 @@ class QuantizedLinear final : public LinearWeight {
   int64_t out_features() const override { return dense_.out_features(); }
   int64_t in_features() const override { return dense_.in_features(); }
   void forward(const float* x, int64_t m, float* y) const override;
+  uint64_t weight_bytes() const override { return dense_.weight_bytes(); }
   const std::optional<ActivationQuantizer>& input_quantizer() const { return input_; }
 
  private:

@@ -42,7 +42,13 @@ Transformer::Transformer(const Model& model, const LinearFactory& make_linear)
 Session::Session(const Transformer& transformer, int64_t capacity)
     : tf_(transformer),
       cache_(transformer.config().num_layers, transformer.config().num_kv_heads,
-             transformer.config().head_dim, capacity) {}
+             transformer.config().head_dim, capacity, transformer.kv_quantizer()) {}
+
+void Session::truncate(int64_t position) {
+  if (position < 0 || position > position_)
+    fail("Session::truncate({}): the session holds {} tokens", position, position_);
+  position_ = position;
+}
 
 void Session::forward(std::span<const int32_t> tokens, Logits which, std::vector<float>* logits) {
   const int64_t vocab = tf_.config().vocab_size;
@@ -122,6 +128,68 @@ void Session::forward_chunk(const int32_t* tokens, int64_t count, Logits which, 
   const int64_t rows = count - first_row;
   kernels::rmsnorm(x + first_row * hidden, tf_.final_norm().data(), rows, hidden, eps, h);
   tf_.lm_head().forward(h, rows, logits);
+}
+
+void decode_batch(const Transformer& tf, std::span<Session* const> sessions, std::span<const int32_t> tokens,
+                  std::vector<float>* logits) {
+  const ModelConfig& c = tf.config();
+  const auto B = static_cast<int64_t>(sessions.size());
+  if (tokens.size() != sessions.size())
+    fail("decode_batch: {} tokens for {} sessions", tokens.size(), sessions.size());
+  if (!logits) fail("decode_batch: no output vector for the logits");
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t t = tokens[static_cast<size_t>(b)];
+    if (sessions[static_cast<size_t>(b)] == nullptr || &sessions[static_cast<size_t>(b)]->tf_ != &tf)
+      fail("decode_batch: session {} does not belong to this transformer", b);
+    if (t < 0 || t >= c.vocab_size)
+      fail("token id {} of session {} is outside the model's vocabulary (vocab_size {})", t, b, c.vocab_size);
+  }
+  logits->resize(static_cast<size_t>(B * c.vocab_size));
+  if (B == 0) return;
+  const int64_t hidden = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim();
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim};
+  thread_local std::vector<float> xs, hs, qs, ks, vs, attn, gate, up;
+  float* x = sized(xs, B * hidden);
+  float* h = sized(hs, B * hidden);
+  float* q = sized(qs, B * qd);
+  float* k = sized(ks, B * kvd);
+  float* v = sized(vs, B * kvd);
+  float* at = sized(attn, B * qd);
+  float* g = sized(gate, B * c.intermediate_size);
+  float* u = sized(up, B * c.intermediate_size);
+  for (int64_t b = 0; b < B; ++b) {
+    Session& s = *sessions[static_cast<size_t>(b)];
+    s.cache_.reserve(s.position_ + 1);
+    rope_angles(tf.inv_freq(), s.position_, 1, &s.angles_);
+    kernels::convert_rows_to_f32(tf.embeddings(), tokens[static_cast<size_t>(b)], 1, x + b * hidden);
+  }
+  for (int64_t li = 0; li < c.num_layers; ++li) {
+    const Transformer::Layer& l = tf.layer(li);
+    kernels::rmsnorm(x, l.input_norm.data(), B, hidden, eps, h);
+    l.q->forward(h, B, q);
+    l.k->forward(h, B, k);
+    l.v->forward(h, B, v);
+    for (int64_t b = 0; b < B; ++b) {
+      Session& s = *sessions[static_cast<size_t>(b)];
+      apply_rope(q + b * qd, 1, c.num_heads, qd, s.angles_);
+      apply_rope(k + b * kvd, 1, c.num_kv_heads, kvd, s.angles_);
+      if (const KVQuantizer* kv_quant = tf.kv_quantizer()) kv_quant->apply(li, k + b * kvd, v + b * kvd, 1);
+      s.cache_.store(li, s.position_, 1, k + b * kvd, v + b * kvd);
+      causal_attention(q + b * qd, s.position_, 1, s.cache_, li, shape, at + b * qd);
+    }
+    l.o->forward(at, B, h);
+    kernels::add_inplace(x, h, static_cast<size_t>(B * hidden));
+    kernels::rmsnorm(x, l.post_attention_norm.data(), B, hidden, eps, h);
+    l.gate->forward(h, B, g);
+    l.up->forward(h, B, u);
+    kernels::silu_mul(g, u, g, static_cast<size_t>(B * c.intermediate_size));
+    l.down->forward(g, B, h);
+    kernels::add_inplace(x, h, static_cast<size_t>(B * hidden));
+  }
+  for (int64_t b = 0; b < B; ++b) ++sessions[static_cast<size_t>(b)]->position_;
+  kernels::rmsnorm(x, tf.final_norm().data(), B, hidden, eps, h);
+  tf.lm_head().forward(h, B, logits->data());
 }
 
 }  // namespace lowbit::runtime

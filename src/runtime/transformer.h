@@ -63,6 +63,10 @@ class Session {
   int64_t position() const { return position_; }
   // Forgets the sequence (keeps the allocated memory).
   void reset() { position_ = 0; }
+  // Forgets the tokens after the first `position` (0 <= position <= position()): the next forward()
+  // continues from there, reusing the cached keys and values of the prefix (scoring several
+  // continuations of one context).
+  void truncate(int64_t position);
 
   // Runs `tokens` at positions [position(), position() + size) and appends them to the KV cache. Logits
   // go to `logits` ([size][vocab] for All, [vocab] for Last, untouched for None). Long inputs are run in
@@ -72,6 +76,9 @@ class Session {
   static constexpr int64_t max_chunk() { return 512; }
 
  private:
+  friend void decode_batch(const Transformer& transformer, std::span<Session* const> sessions,
+                           std::span<const int32_t> tokens, std::vector<float>* logits);
+
   void forward_chunk(const int32_t* tokens, int64_t count, Logits which, float* logits);
 
   const Transformer& tf_;
@@ -81,5 +88,12 @@ class Session {
   // Scratch, [count][width] each.
   std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_;
 };
+
+// Batched decode: one new token for each session, in lockstep, so every linear layer runs once with
+// m = sessions.size() rows (the weights are read once for the whole batch); RoPE, the KV cache and attention
+// stay per session (sessions may be at different positions). Every session must belong to `transformer`.
+// logits: [B][vocab]. Gives the same result as each session's forward() of its token.
+void decode_batch(const Transformer& transformer, std::span<Session* const> sessions,
+                  std::span<const int32_t> tokens, std::vector<float>* logits);
 
 }  // namespace lowbit::runtime

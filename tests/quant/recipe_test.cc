@@ -120,12 +120,41 @@ quant_stage:
       actorder: weight
 )",
                                           "gptq.yaml");
-  EXPECT_EQ(r.method, "gptq");
+  // The SmoothQuant stage chains in front of GPTQ: the standard W8A8 recipe shape.
+  EXPECT_EQ(r.method, "smoothquant+gptq");
   EXPECT_EQ(r.method_args["block_size"], 128);
   EXPECT_EQ(r.method_args["dampening_frac"], 0.01);
   EXPECT_EQ(r.method_args["actorder"], "weight");
-  ASSERT_EQ(r.notes.size(), 1u);
-  EXPECT_NE(r.notes[0].find("sq_stage.sq_modifiers.SmoothQuantModifier"), std::string::npos);
+  EXPECT_EQ(r.method_args["smoothing_strength"], 0.8);
+  EXPECT_TRUE(r.notes.empty());
+}
+
+TEST(Recipe, ModifierChains) {
+  const QuantRecipe awq = parse_recipe_yaml(R"(
+awq_stage: {AWQModifier: {scheme: W4A16, duo_scaling: false, n_grid: 10}}
+gptq_stage: {GPTQModifier: {scheme: W4A16_ASYM, ignore: [lm_head, 're:.*layers\.0\..*'], actorder: null}}
+)",
+                                            "awq_gptq.yaml");
+  EXPECT_EQ(awq.method, "awq+gptq");
+  EXPECT_EQ(awq.groups[0].second, preset_scheme("W4A16_ASYM", {"Linear"}));  // GPTQ's scheme
+  EXPECT_EQ(awq.method_args["duo_scaling"], false);
+  EXPECT_EQ(awq.method_args["n_grid"], 10);
+  EXPECT_TRUE(awq.method_args["actorder"].is_null());
+  EXPECT_EQ(awq.ignore.size(), 2u);
+  const QuantRecipe sq = parse_recipe_yaml(
+      "SmoothQuantModifier: {smoothing_strength: 0.5, mappings: [[[q], norm]]}\n"
+      "QuantizationModifier: {scheme: W8A8}\n",
+      "sq.yaml");
+  EXPECT_EQ(sq.method, "smoothquant+rtn");
+  ASSERT_EQ(sq.notes.size(), 1u);  // custom mappings are reported, not silently used
+  EXPECT_NE(sq.notes[0].find("mappings"), std::string::npos);
+  EXPECT_NE(error_of([] {
+              parse_recipe_yaml(
+                  "SmoothQuantModifier: {}\nAWQModifier: {scheme: W4A16}\nGPTQModifier: {scheme: "
+                  "W4A16}\n",
+                  "bad.yaml");
+            }).find("pick one"),
+            std::string::npos);
 }
 
 TEST(Recipe, QuotedScalarsStayStrings) {

@@ -1,11 +1,21 @@
-// lowbit bench MODEL: prefill/TTFT, inter-token latency and decode throughput, next to the memory-bandwidth
-// floor for decode measured in the same run.
+// lowbit bench MODEL: load time, weight memory, peak RSS, prefill/TTFT, inter-token latency and decode
+// throughput per batch size, next to the memory-bandwidth floor for decode measured in the same run.
+// `--compare OTHER` measures a second model in the same invocation and prints MODEL / OTHER ratios.
+//
+// Each model is measured in a child process (fork), so that its peak RSS is its own: the high-water mark
+// of a process cannot be reset, and two models in one process would share one.
 #include <fmt/format.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "apps/cli/commands.h"
 #include "apps/cli/loaded_model.h"
 #include "eval/speed.h"
+#include "util/error.h"
 #include "util/thread_pool.h"
 
 namespace lowbit::cli {
@@ -14,8 +24,10 @@ namespace {
 struct BenchArgs {
   CommonOptions common;
   std::string model;
+  std::string compare;  // empty: none
   eval::SpeedOptions speed;
   bool skip_bandwidth = false;
+  bool dequantize = false;
 };
 
 nlohmann::json to_json(const eval::Summary& s) {
@@ -23,51 +35,198 @@ nlohmann::json to_json(const eval::Summary& s) {
           {"max", s.max},       {"p50", s.p50},   {"p99", s.p99}};
 }
 
-int run_bench(const BenchArgs& args) {
+// Bytes of every weight the runtime holds: the linear layers as held (packed or not) plus the embeddings
+// and norms (lm_head counted once when tied).
+uint64_t held_weight_bytes(const LoadedModel& loaded, uint64_t linear_bytes) {
+  const Model& m = *loaded.model;
+  uint64_t bytes = linear_bytes + m.embed_tokens().nbytes + m.final_norm().nbytes;
+  if (m.lm_head_tied()) bytes -= loaded.transformer->lm_head().weight_bytes();
+  for (int64_t i = 0; i < m.num_layers(); ++i)
+    bytes += m.layer(i).input_layernorm.nbytes + m.layer(i).post_attention_layernorm.nbytes;
+  return bytes;
+}
+
+// Loads and measures one model (in the calling process).
+nlohmann::json measure_model(const std::string& path, const BenchArgs& args) {
   apply_threads(args.common);
-  LoadedModel loaded = load_model(args.model, args.common.json);
+  LoadedModel loaded = load_model(
+      path, /*quiet=*/true, args.dequantize ? QuantizedWeights::Dequantized : QuantizedWeights::Default);
+  const size_t rss_after_load = peak_rss_bytes();
   const eval::SpeedResult r = eval::measure_speed(*loaded.transformer, args.speed);
-  const size_t rss = peak_rss_bytes();  // before the bandwidth test's 1 GiB buffer
+  const size_t rss = peak_rss_bytes();
+  nlohmann::json batches = nlohmann::json::array();
+  for (const eval::BatchSpeed& b : r.batches) {
+    batches.push_back({{"batch", b.batch},
+                       {"ttft_s", to_json(b.ttft_s)},
+                       {"prefill_tok_s", to_json(b.prefill_tok_s)},
+                       {"itl_s", to_json(b.itl_s)},
+                       {"decode_tok_s", to_json(b.decode_tok_s)},
+                       {"e2e_s", to_json(b.e2e_s)},
+                       {"peak_rss_bytes", b.peak_rss_bytes}});
+  }
+  return {{"model", path},
+          {"quantization", loaded.quant ? describe_quantization(loaded) : std::string("none")},
+          {"threads", global_pool().size()},
+          {"prompt_len", r.prompt_len},
+          {"gen_len", r.gen_len},
+          {"repeat", r.repeat},
+          {"load_seconds", loaded.load_seconds},
+          {"weight_bytes", held_weight_bytes(loaded, r.decode_weight_bytes)},
+          {"decode_weight_bytes", r.decode_weight_bytes},
+          {"peak_rss_after_load_bytes", rss_after_load},
+          {"peak_rss_bytes", rss},
+          {"batches", batches}};
+}
+
+// measure_model in a child process; its JSON comes back through a pipe. Errors in the child come back as
+// {"error": message} and are rethrown here.
+nlohmann::json measure_in_child(const std::string& path, const BenchArgs& args) {
+  int fds[2];
+  if (pipe(fds) != 0) fail("bench: pipe failed: {}", std::strerror(errno));
+  const pid_t pid = fork();
+  if (pid < 0) fail("bench: fork failed: {}", std::strerror(errno));
+  if (pid == 0) {
+    close(fds[0]);
+    std::string text;
+    int status = 0;
+    try {
+      text = measure_model(path, args).dump();
+    } catch (const std::exception& e) {
+      text = nlohmann::json{{"error", e.what()}}.dump();
+      status = 1;
+    }
+    size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = write(fds[1], text.data() + done, text.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    close(fds[1]);
+    _exit(status);
+  }
+  close(fds[1]);
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = read(fds[0], buffer, sizeof(buffer));
+    if (n <= 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  nlohmann::json out;
+  try {
+    out = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception&) {
+    fail("bench: measuring {} failed (the child process exited with status {})", path, status);
+  }
+  if (out.contains("error")) fail("{}", out["error"].get<std::string>());
+  return out;
+}
+
+const nlohmann::json& batch_entry(const nlohmann::json& model, int64_t batch) {
+  for (const nlohmann::json& b : model["batches"])
+    if (b["batch"].get<int64_t>() == batch) return b;
+  fail("bench: no result for batch {}", batch);
+}
+
+double ratio(double a, double b) {
+  return b != 0.0 ? a / b : 0.0;
+}
+
+// MODEL / OTHER for every headline figure.
+nlohmann::json ratios(const nlohmann::json& a, const nlohmann::json& b) {
+  nlohmann::json out = {
+      {"weight_bytes", ratio(a["weight_bytes"].get<double>(), b["weight_bytes"].get<double>())},
+      {"peak_rss_bytes", ratio(a["peak_rss_bytes"].get<double>(), b["peak_rss_bytes"].get<double>())},
+      {"load_seconds", ratio(a["load_seconds"].get<double>(), b["load_seconds"].get<double>())}};
+  nlohmann::json per_batch = nlohmann::json::array();
+  for (const nlohmann::json& ba : a["batches"]) {
+    const nlohmann::json& bb = batch_entry(b, ba["batch"].get<int64_t>());
+    auto med = [](const nlohmann::json& x, const char* key) { return x[key]["median"].get<double>(); };
+    per_batch.push_back(
+        {{"batch", ba["batch"]},
+         {"ttft_s", ratio(med(ba, "ttft_s"), med(bb, "ttft_s"))},
+         {"prefill_tok_s", ratio(med(ba, "prefill_tok_s"), med(bb, "prefill_tok_s"))},
+         {"itl_mean_s", ratio(ba["itl_s"]["mean"].get<double>(), bb["itl_s"]["mean"].get<double>())},
+         {"decode_tok_s", ratio(med(ba, "decode_tok_s"), med(bb, "decode_tok_s"))},
+         {"e2e_s", ratio(med(ba, "e2e_s"), med(bb, "e2e_s"))}});
+  }
+  out["batches"] = per_batch;
+  return out;
+}
+
+void print_model(const nlohmann::json& m, double bandwidth) {
+  const double weights = m["decode_weight_bytes"].get<double>();
+  fmt::print("model {}  ({})\n", m["model"].get<std::string>(), m["quantization"].get<std::string>());
+  fmt::print("  threads {}  prompt {}  gen {}  repeat {}\n", m["threads"].get<int>(),
+             m["prompt_len"].get<int64_t>(), m["gen_len"].get<int64_t>(), m["repeat"].get<int>());
+  fmt::print(
+      "  load {:.3f} s   weights {:.1f} MB (read per decode step {:.1f} MB)   peak RSS {:.1f} MB "
+      "(after load {:.1f} MB)\n",
+      m["load_seconds"].get<double>(), m["weight_bytes"].get<double>() / 1e6, weights / 1e6,
+      m["peak_rss_bytes"].get<double>() / 1e6, m["peak_rss_after_load_bytes"].get<double>() / 1e6);
+  fmt::print("  {:>5} {:>10} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}\n", "batch", "prefill/s", "TTFT ms",
+             "ITL ms", "ITL p50", "ITL p99", "decode t/s", "e2e s");
+  for (const nlohmann::json& b : m["batches"]) {
+    fmt::print(
+        "  {:>5} {:>10.1f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>11.1f} {:>9.2f} {:>9.1f}   (decode min "
+        "{:.1f} "
+        "max {:.1f})\n",
+        b["batch"].get<int64_t>(), b["prefill_tok_s"]["median"].get<double>(),
+        b["ttft_s"]["median"].get<double>() * 1e3, b["itl_s"]["mean"].get<double>() * 1e3,
+        b["itl_s"]["p50"].get<double>() * 1e3, b["itl_s"]["p99"].get<double>() * 1e3,
+        b["decode_tok_s"]["median"].get<double>(), b["e2e_s"]["median"].get<double>(),
+        b["peak_rss_bytes"].get<double>() / 1e6, b["decode_tok_s"]["min"].get<double>(),
+        b["decode_tok_s"]["max"].get<double>());
+  }
+  if (bandwidth > 0) {
+    const double floor = bandwidth / weights;
+    fmt::print("  bandwidth floor {:.1f} steps/s ({:.2f} GB/s read); batch-1 decode at {:.0f} % of it\n",
+               floor, bandwidth / 1e9,
+               100.0 * m["batches"][0]["decode_tok_s"]["median"].get<double>() / floor);
+  }
+}
+
+int run_bench(const BenchArgs& args) {
+  nlohmann::json first = measure_in_child(args.model, args);
+  nlohmann::json other;
+  if (!args.compare.empty()) other = measure_in_child(args.compare, args);
+  apply_threads(args.common);
   const double bandwidth = args.skip_bandwidth ? 0.0 : eval::measure_read_bandwidth();
-  // Decode cannot beat reading every weight once per token: that is its floor.
-  const double floor_tok_s = bandwidth > 0 ? bandwidth / static_cast<double>(r.decode_weight_bytes) : 0.0;
+  // Decode cannot beat reading every weight once per step: that is its floor.
+  auto add_floor = [&](nlohmann::json& m) {
+    const double floor = bandwidth > 0 ? bandwidth / m["decode_weight_bytes"].get<double>() : 0.0;
+    m["decode_floor_tok_s"] = floor;
+    m["decode_fraction_of_floor"] =
+        floor > 0 ? m["batches"][0]["decode_tok_s"]["median"].get<double>() / floor : 0.0;
+  };
+  add_floor(first);
+  if (!other.is_null()) add_floor(other);
 
   if (args.common.json) {
-    nlohmann::json out = {
-        {"model", args.model},
-        {"threads", global_pool().size()},
-        {"prompt_len", r.prompt_len},
-        {"gen_len", r.gen_len},
-        {"repeat", r.repeat},
-        {"load_seconds", loaded.load_seconds},
-        {"peak_rss_bytes", rss},
-        {"decode_weight_bytes", r.decode_weight_bytes},
-        {"ttft_s", to_json(r.ttft_s)},
-        {"prefill_tok_s", to_json(r.prefill_tok_s)},
-        {"itl_s", to_json(r.itl_s)},
-        {"decode_tok_s", to_json(r.decode_tok_s)},
-        {"e2e_s", to_json(r.e2e_s)},
-        {"read_bandwidth_bytes_s", bandwidth},
-        {"decode_floor_tok_s", floor_tok_s},
-        {"decode_fraction_of_floor", floor_tok_s > 0 ? r.decode_tok_s.median / floor_tok_s : 0.0}};
+    nlohmann::json out = first;
+    out["read_bandwidth_bytes_s"] = bandwidth;
+    if (!other.is_null()) {
+      out["compare"] = other;
+      out["ratios"] = ratios(first, other);
+    }
     fmt::print("{}\n", out.dump());
     return 0;
   }
-  fmt::print("model {}  threads {}  prompt {}  gen {}  repeat {}\n", args.model, global_pool().size(),
-             r.prompt_len, r.gen_len, r.repeat);
-  fmt::print("load            {:8.3f} s       peak RSS {:.1f} MB   weights read per token {:.1f} MB\n",
-             loaded.load_seconds, static_cast<double>(rss) / 1e6,
-             static_cast<double>(r.decode_weight_bytes) / 1e6);
-  fmt::print("prefill         {:8.1f} tok/s   (min {:.1f}, max {:.1f})\n", r.prefill_tok_s.median,
-             r.prefill_tok_s.min, r.prefill_tok_s.max);
-  fmt::print("TTFT            {:8.2f} ms\n", r.ttft_s.median * 1e3);
-  fmt::print("ITL             {:8.2f} ms mean, p50 {:.2f}, p99 {:.2f}\n", r.itl_s.mean * 1e3,
-             r.itl_s.p50 * 1e3, r.itl_s.p99 * 1e3);
-  fmt::print("decode          {:8.1f} tok/s   (min {:.1f}, max {:.1f})\n", r.decode_tok_s.median,
-             r.decode_tok_s.min, r.decode_tok_s.max);
-  if (bandwidth > 0)
-    fmt::print("bandwidth floor {:8.1f} tok/s   ({:.2f} GB/s read; decode at {:.0f} % of the floor)\n",
-               floor_tok_s, bandwidth / 1e9, 100.0 * r.decode_tok_s.median / floor_tok_s);
+  print_model(first, bandwidth);
+  if (other.is_null()) return 0;
+  print_model(other, bandwidth);
+  const nlohmann::json r = ratios(first, other);
+  fmt::print("ratios {} / {}: weights {:.3f}  peak RSS {:.3f}  load {:.3f}\n", args.model, args.compare,
+             r["weight_bytes"].get<double>(), r["peak_rss_bytes"].get<double>(),
+             r["load_seconds"].get<double>());
+  for (const nlohmann::json& b : r["batches"]) {
+    fmt::print("  batch {:>3}: prefill {:.2f}x  TTFT {:.3f}  ITL {:.3f}  decode {:.2f}x  e2e {:.3f}\n",
+               b["batch"].get<int64_t>(), b["prefill_tok_s"].get<double>(), b["ttft_s"].get<double>(),
+               b["itl_mean_s"].get<double>(), b["decode_tok_s"].get<double>(), b["e2e_s"].get<double>());
+  }
   return 0;
 }
 
@@ -75,8 +234,8 @@ int run_bench(const BenchArgs& args) {
 
 void register_bench(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands) {
   auto args = std::make_shared<BenchArgs>();
-  CLI::App* cmd =
-      app.add_subcommand("bench", "Measure prefill, TTFT, inter-token latency and decode throughput");
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "Measure load time, memory, prefill, TTFT, inter-token latency and decode throughput");
   cmd->add_option("model", args->model, "Model folder")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--prompt-len", args->speed.prompt_len, "Prompt tokens")
       ->capture_default_str()
@@ -84,10 +243,19 @@ void register_bench(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& co
   cmd->add_option("--gen-len", args->speed.gen_len, "Generated tokens")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch,-b", args->speed.batches, "Decode batch sizes, comma separated (e.g. 1,4,16)")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--repeat,-r", args->speed.repeat, "Timed runs (after one warm-up)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--seed", args->speed.seed, "Seed of the random prompt")->capture_default_str();
+  cmd->add_option("--seed", args->speed.seed, "Seed of the random prompts")->capture_default_str();
+  cmd->add_option("--compare", args->compare,
+                  "A second model measured in the same run; prints MODEL / OTHER ratios")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_flag("--dequantize", args->dequantize,
+                "Run quantized checkpoints dequantized at load (the fake-quant path) instead of packed");
   cmd->add_flag("--no-bandwidth", args->skip_bandwidth, "Skip measuring memory bandwidth");
   add_common_options(cmd, args->common);
   commands.emplace_back(cmd, [args] { return run_bench(*args); });

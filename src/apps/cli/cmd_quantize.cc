@@ -1,5 +1,6 @@
-// lowbit quantize MODEL --scheme W4A16 -o OUT: RTN quantization of a whole model, written as a
-// compressed-tensors checkpoint (or a fake-quant bf16 folder), with a progress bar and a summary table.
+// lowbit quantize MODEL --scheme W4A16 [--method gptq --calib FILE] -o OUT: quantization of a whole model
+// (RTN, or SmoothQuant / AWQ / GPTQ through the layer-sequential calibration pipeline), written as a
+// compressed-tensors checkpoint (or a fake-quant bf16 folder), with progress bars and a summary table.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -9,7 +10,9 @@
 #include "apps/cli/commands.h"
 #include "apps/cli/loaded_model.h"
 #include "apps/cli/recipe_options.h"
-#include "export/calibration.h"
+#include "calib/calib_data.h"
+#include "calib/pipeline.h"
+#include "calib/static_scales.h"
 #include "export/compressed_tensors_writer.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -25,11 +28,72 @@ struct QuantizeArgs {
   std::string model;
   std::string out;
   std::string format = "auto";
-  std::string calib;
-  int64_t calib_samples = 16;
-  int64_t calib_seq_len = 512;
+  std::vector<std::string> calib;
+  int64_t num_samples = 128;
+  int64_t seq_len = 512;
+  uint64_t seed = 42;
+  // Method arguments; unset ones come from the recipe's modifier, then llm-compressor's defaults.
+  std::optional<double> dampening_frac;
+  std::optional<int64_t> block_size;
+  std::string actorder;  // static | group | none
+  std::optional<float> smoothing_strength;
+  std::optional<int> awq_grid;
+  std::optional<int64_t> awq_search_tokens;
+  bool no_duo_scaling = false;
+  bool no_awq_clip = false;
   bool overwrite = false;
 };
+
+template <typename T>
+T method_arg(const nlohmann::json& args, const char* key, std::optional<T> flag, T fallback) {
+  if (flag) return *flag;
+  if (args.contains(key) && !args[key].is_null()) {
+    try {
+      return args[key].get<T>();
+    } catch (const nlohmann::json::exception&) {
+      fail("recipe argument {}: unexpected value {}", key, args[key].dump());
+    }
+  }
+  return fallback;
+}
+
+// The pipeline's options from the method, the recipe's modifier arguments and the flags. GPTQ's activation
+// ordering goes into the scheme's weight args (as llm-compressor does), so the exported config records it
+// and the quantizer reads it from there.
+PipelineOptions pipeline_options(const QuantizeArgs& args, QuantRecipe& recipe) {
+  PipelineOptions o = pipeline_options_for(recipe.method);
+  const nlohmann::json& m = recipe.method_args;
+  o.smoothing_strength = method_arg<float>(m, "smoothing_strength", args.smoothing_strength, 0.5f);
+  if (o.smoothing_strength < 0.0f || o.smoothing_strength > 1.0f)
+    fail("--smoothing-strength must be in [0, 1], got {}", o.smoothing_strength);
+  o.awq_grid = method_arg<int>(m, "n_grid", args.awq_grid, 20);
+  if (o.awq_grid < 1) fail("--awq-grid must be at least 1");
+  o.awq_duo_scaling = args.no_duo_scaling ? false : method_arg<bool>(m, "duo_scaling", std::nullopt, true);
+  if (args.no_awq_clip) o.awq_clip = false;
+  o.awq_search_tokens = args.awq_search_tokens.value_or(o.awq_search_tokens);
+  o.gptq_options.block_size = method_arg<int64_t>(m, "block_size", args.block_size, 128);
+  o.gptq_options.dampening_frac = method_arg<double>(m, "dampening_frac", args.dampening_frac, 0.01);
+  if (o.gptq_options.block_size < 1) fail("--block-size must be at least 1");
+  if (o.gptq_options.dampening_frac < 0.0) fail("--dampening-frac must not be negative");
+  if (o.gptq) {
+    std::string order = args.actorder;
+    if (order.empty() && m.contains("actorder"))
+      order = m["actorder"].is_null() ? "none" : m["actorder"].get<std::string>();
+    for (auto& [name, scheme] : recipe.groups) {
+      if (!scheme.weights || scheme.weights->type != QuantType::Int) continue;
+      if (order == "none") {
+        scheme.weights->actorder.reset();
+      } else if (order == "group") {
+        scheme.weights->actorder = ActOrder::Group;
+      } else if (order == "static" || order == "weight" || (order.empty() && !scheme.weights->actorder)) {
+        scheme.weights->actorder = ActOrder::Weight;  // llm-compressor's default
+      } else if (!order.empty()) {
+        fail("--actorder {}: expected static, group or none", order);
+      }
+    }
+  }
+  return o;
+}
 
 std::string mib(uint64_t bytes) {
   return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
@@ -39,32 +103,57 @@ int run_quantize(const QuantizeArgs& args) {
   apply_threads(args.common);
   const auto start = std::chrono::steady_clock::now();
   const std::unique_ptr<Model> model = open_model_for_quantization(args.model);
-  const QuantRecipe recipe = recipe_from_flags(args.recipe);
-  if (recipe.method != "rtn")
-    fail("--method {}: only rtn is implemented (GPTQ/AWQ arrive with their own issue)", recipe.method);
+  QuantRecipe recipe = recipe_from_flags(args.recipe);
+  const bool pipeline = method_needs_pipeline(recipe.method);
+  const PipelineOptions pipeline_opts = pipeline_options(args, recipe);
   const QuantPlan plan = plan_for(*model, recipe);
   ExportOptions options;
   options.format = parse_export_format(args.format);
   options.overwrite = args.overwrite;
 
-  std::optional<Calibration> calibration;
-  if (options.format != ExportFormat::FakeQuant && needs_calibration(plan)) {
+  const bool fake = options.format == ExportFormat::FakeQuant;
+  const bool needs_scales = !fake && needs_calibration(plan);
+  std::optional<CalibDataset> data;
+  if (pipeline || needs_scales) {
     if (args.calib.empty())
-      fail("{} needs static activation or KV-cache scales: pass calibration text with --calib FILE",
-           recipe.source);
-    const Tokenizer tokenizer = Tokenizer::load(args.model);
-    const std::string text = read_file(args.calib);
-    CalibrationOptions co;
-    co.samples = args.calib_samples;
-    co.seq_len = args.calib_seq_len;
+      fail("{} needs calibration text: pass --calib FILE (plain text or JSONL with a \"text\" field)",
+           pipeline ? "method " + recipe.method : recipe.source + " (static activation or KV-cache scales)");
+    CalibDataOptions co;
+    for (const std::string& f : args.calib) co.files.emplace_back(f);
+    co.num_samples = args.num_samples;
+    co.seq_len = args.seq_len;
+    co.seed = args.seed;
+    data = load_calibration_data(Tokenizer::load(args.model), co);
+    fmt::print(stderr, "calibration: {}\n", data->describe());
+    for (const std::string& note : data->notes) fmt::print(stderr, "note: {}\n", note);
+  }
+
+  Calibration calibration;
+  std::optional<PipelineReport> report;
+  if (pipeline) {
+    options.calibration = needs_scales ? &calibration : nullptr;
+    options.source = [&](const ModelSink& sink) {
+      std::unique_ptr<ProgressBar> bar;
+      report = run_sequential_pipeline(
+          *model, plan, *data, pipeline_opts, sink, needs_scales ? &calibration : nullptr,
+          [&](const PipelineProgress& p) {
+            if (!bar)
+              bar = std::make_unique<ProgressBar>(recipe.method, static_cast<size_t>(p.layers),
+                                                  !args.common.json);
+            bar->set_suffix(fmt::format("layer {} {}", std::min(p.layer, p.layers - 1), p.stage));
+            bar->update(static_cast<size_t>(p.layer));
+          });
+      if (bar) bar->finish();
+    };
+  } else if (needs_scales) {
     std::unique_ptr<ProgressBar> bar;
-    calibration = calibrate(*model, plan, tokenizer, text, co, [&](int64_t done, int64_t total) {
+    calibration = calibrate(*model, plan, *data, [&](int64_t done, int64_t total) {
       if (!bar)
         bar = std::make_unique<ProgressBar>("calibrate", static_cast<size_t>(total), !args.common.json);
       bar->update(static_cast<size_t>(done));
     });
     if (bar) bar->finish();
-    options.calibration = &*calibration;
+    options.calibration = &calibration;
   }
 
   std::unique_ptr<ProgressBar> bar;
@@ -92,13 +181,31 @@ int run_quantize(const QuantizeArgs& args) {
                           {"quantized_bytes_after", s.quantized_bytes_after},
                           {"total_bytes_before", s.total_bytes_before},
                           {"total_bytes_after", s.total_bytes_after},
-                          {"calibration_tokens", calibration ? calibration->tokens : 0},
+                          {"calibration_tokens", data ? data->tokens() : 0},
+                          {"calibration", data ? data->describe() : ""},
+                          {"calibration_offsets", data ? data->offsets : std::vector<int64_t>{}},
                           {"seconds", seconds},
                           {"export_seconds", s.seconds},
                           {"peak_rss_bytes", rss},
                           {"files", s.files},
                           {"warnings", plan.warnings},
                           {"notes", s.notes}};
+    if (report) {
+      nlohmann::json layers = nlohmann::json::array();
+      for (const LayerReport& l : report->layers)
+        layers.push_back({{"layer", l.layer},
+                          {"seconds", l.seconds},
+                          {"observe_seconds", l.observe_seconds},
+                          {"smooth_seconds", l.smooth_seconds},
+                          {"quantize_seconds", l.quantize_seconds},
+                          {"propagate_seconds", l.propagate_seconds},
+                          {"log", l.lines}});
+      out["pipeline"] = {{"seconds", report->seconds},
+                         {"hidden_state_bytes", report->hidden_state_bytes},
+                         {"max_layer_bytes", report->max_layer_bytes},
+                         {"warnings", report->warnings},
+                         {"layers", layers}};
+    }
     fmt::print("{}\n", out.dump());
     return 0;
   }
@@ -111,9 +218,14 @@ int run_quantize(const QuantizeArgs& args) {
   fmt::print("  quantized weights      {} -> {}\n", mib(s.quantized_bytes_before),
              mib(s.quantized_bytes_after));
   fmt::print("  all tensors            {} -> {}\n", mib(s.total_bytes_before), mib(s.total_bytes_after));
-  if (calibration)
-    fmt::print("  calibration            {} samples, {} tokens, {:.1f} s\n", calibration->samples,
-               calibration->tokens, calibration->seconds);
+  if (data)
+    fmt::print("  calibration            {} samples, {} tokens\n", data->num_samples(), data->tokens());
+  if (report)
+    fmt::print("  pipeline               {:.1f} s ({} layers, {} of hidden states, {} per resident layer)\n",
+               report->seconds, report->layers.size(), mib(report->hidden_state_bytes),
+               mib(report->max_layer_bytes));
+  if (report)
+    for (const std::string& w : report->warnings) fmt::print("warning: {}\n", w);
   fmt::print("  time                   {:.2f} s (export {:.2f} s)\n", seconds, s.seconds);
   fmt::print("  peak RSS               {}\n", mib(rss));
   for (const std::string& note : s.notes) fmt::print("note: {}\n", note);
@@ -124,13 +236,17 @@ int run_quantize(const QuantizeArgs& args) {
 
 void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands) {
   auto args = std::make_shared<QuantizeArgs>();
-  CLI::App* cmd =
-      app.add_subcommand("quantize", "Quantize a model (RTN) and write a compressed-tensors checkpoint");
+  CLI::App* cmd = app.add_subcommand("quantize",
+                                     "Quantize a model (RTN, GPTQ, AWQ, SmoothQuant) and write a "
+                                     "compressed-tensors checkpoint");
   cmd->footer(
       "Examples:\n"
       "  lowbit quantize MODEL --scheme W4A16 -o out/w4a16\n"
       "  lowbit quantize MODEL --scheme W4A16_ASYM --group-size 64 --ignore 're:.*layers\\.0\\..*' -o "
       "out/w4\n"
+      "  lowbit quantize MODEL --scheme W4A16 --method gptq --calib calib.txt -o out/w4-gptq\n"
+      "  lowbit quantize MODEL --scheme W4A16 --method awq --calib data.jsonl -o out/w4-awq\n"
+      "  lowbit quantize MODEL --scheme W8A8 --method smoothquant+gptq --calib calib.txt -o out/w8a8\n"
       "  lowbit quantize MODEL --scheme FP8 --calib calib.txt --kv-cache fp8 -o out/fp8\n"
       "  lowbit quantize MODEL --recipe recipe.yaml --format fake-quant -o out/fq");
   cmd->add_option("model", args->model, "Model folder (Hugging Face, safetensors)")
@@ -141,14 +257,31 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   cmd->add_option("--format,-f", args->format,
                   "auto | pack-quantized | int-quantized | float-quantized | naive-quantized | fake-quant")
       ->capture_default_str();
-  cmd->add_option("--calib", args->calib, "Calibration text for static activation / KV-cache scales")
+  cmd->add_option("--calib", args->calib,
+                  "Calibration text: plain text or JSONL with a \"text\" field (repeat for several files)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--calib-samples", args->calib_samples, "Calibration sequences")
+  cmd->add_option("--num-samples,--calib-samples", args->num_samples, "Calibration samples (random windows)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--calib-seq-len", args->calib_seq_len, "Tokens per calibration sequence")
+  cmd->add_option("--seq-len,--calib-seq-len", args->seq_len, "Tokens per calibration sample")
       ->capture_default_str()
-      ->check(CLI::Range(16, 512));
+      ->check(CLI::Range(16, 8192));
+  cmd->add_option("--seed", args->seed, "Seed of the calibration window choice")->capture_default_str();
+  cmd->add_option("--dampening-frac", args->dampening_frac,
+                  "GPTQ: dampening added to the Hessian diagonal, as a fraction of its mean (default 0.01)");
+  cmd->add_option("--block-size", args->block_size, "GPTQ: columns per lazy-update block (default 128)");
+  cmd->add_option("--actorder", args->actorder,
+                  "GPTQ activation ordering: static (default), group (exports weight_g_idx) or none")
+      ->check(CLI::IsMember({"static", "weight", "group", "none"}));
+  cmd->add_option("--smoothing-strength", args->smoothing_strength,
+                  "SmoothQuant's alpha: migration strength from activations to weights (default 0.5)");
+  cmd->add_option("--awq-grid", args->awq_grid, "AWQ: ratios searched per mapping (default 20)");
+  cmd->add_option(
+         "--awq-search-tokens", args->awq_search_tokens,
+         "AWQ: calibration tokens the scale search runs the parent blocks on (default 4096, 0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--no-duo-scaling", args->no_duo_scaling, "AWQ: scales from activations only (x^r)");
+  cmd->add_flag("--no-awq-clip", args->no_awq_clip, "AWQ: skip the weight clipping search");
   cmd->add_flag("--overwrite", args->overwrite, "Replace an existing output folder");
   add_common_options(cmd, args->common);
   commands.emplace_back(cmd, [args] { return run_quantize(*args); });

@@ -4,22 +4,35 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 
 #include "runtime/kv_quant.h"
+#include "runtime/packed_linear.h"
 #include "runtime/quantized_linear.h"
 
 namespace lowbit::cli {
 
-LoadedModel load_model(const std::filesystem::path& dir, bool quiet) {
+bool dequantize_requested() {
+  const char* v = std::getenv("LOWBIT_DEQUANTIZE");
+  return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+}
+
+LoadedModel load_model(const std::filesystem::path& dir, bool quiet, QuantizedWeights weights) {
   const auto start = std::chrono::steady_clock::now();
   LoadedModel loaded;
   if (formats::read_compressed_tensors_config(dir)) {
-    formats::OpenedQuantizedModel opened = formats::open_compressed_tensors(dir);
+    if (weights == QuantizedWeights::Default)
+      weights = dequantize_requested() ? QuantizedWeights::Dequantized : QuantizedWeights::Packed;
+    const bool packed = weights == QuantizedWeights::Packed;
+    formats::OpenedQuantizedModel opened = formats::open_compressed_tensors(dir, {.keep_packed = packed});
     loaded.model = std::move(opened.model);
     loaded.quant = std::move(opened.quant);
+    loaded.packed = packed;
     loaded.transformer = std::make_unique<runtime::Transformer>(
-        *loaded.model, runtime::make_quantized_linear_factory(loaded.quant));
+        *loaded.model, packed ? runtime::make_packed_linear_factory(loaded.quant)
+                              : runtime::make_quantized_linear_factory(loaded.quant));
     loaded.transformer->set_kv_quantizer(
         runtime::KVQuantizer::from_checkpoint(*loaded.quant, loaded.model->config()));
   } else {
@@ -51,7 +64,8 @@ std::string describe_quantization(const LoadedModel& loaded) {
     if (m.scheme.input_activations) key += " A " + describe(*m.scheme.input_activations);
     ++per_scheme[key];
   }
-  std::string out = fmt::format("quantized (compressed-tensors, {}):", q.config.format);
+  std::string out = fmt::format("quantized (compressed-tensors, {}, weights {}):", q.config.format,
+                                loaded.packed ? "packed" : "dequantized");
   for (const auto& [key, n] : per_scheme) out += fmt::format(" {} modules {};", n, key);
   out += fmt::format(" {} left in float", q.ignored.size());
   if (q.kv_cache_scheme) out += "; KV cache " + describe(*q.kv_cache_scheme);

@@ -1,7 +1,7 @@
 // Opening a model folder for inference: weights (mmap), tokenizer and the runtime transformer, with the
 // load time measured and config warnings printed once. A compressed-tensors checkpoint (config.json with a
-// quantization_config) is recognised and run with its quantization applied (formats/, runtime/
-// quantized_linear.h, runtime/kv_quant.h), so every command evaluates what the quantized model computes.
+// quantization_config) is recognised and run with its quantization applied (formats/,
+// runtime/packed_linear.h, runtime/kv_quant.h), so every command evaluates what the quantized model computes.
 #pragma once
 
 #include <filesystem>
@@ -19,11 +19,19 @@ struct LoadedModel {
   std::unique_ptr<runtime::Transformer> transformer;
   std::unique_ptr<Tokenizer> tokenizer;
   std::shared_ptr<const formats::QuantizedCheckpoint> quant;  // null for a float checkpoint
+  bool packed = false;  // quantized weights run packed (runtime/packed_linear.h)
   double load_seconds = 0.0;
 };
 
+// How a quantized checkpoint's weights are held. Default: packed (runtime/packed_linear.h: the codes stay in
+// the mapped file, kernels dequantize in registers), unless the environment variable LOWBIT_DEQUANTIZE is
+// set (and not "0"): then every weight is dequantized at load (the fake-quant evaluation path,
+// runtime/quantized_linear.h), which is the reference the packed path is compared with.
+enum class QuantizedWeights { Default, Packed, Dequantized };
+
 // `quiet` suppresses the config warnings on stderr.
-LoadedModel load_model(const std::filesystem::path& dir, bool quiet = false);
+LoadedModel load_model(const std::filesystem::path& dir, bool quiet = false,
+                       QuantizedWeights weights = QuantizedWeights::Default);
 
 // Peak resident set size of this process so far, in bytes.
 size_t peak_rss_bytes();

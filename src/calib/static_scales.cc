@@ -1,4 +1,4 @@
-#include "export/calibration.h"
+#include "calib/static_scales.h"
 
 #include <fmt/format.h>
 
@@ -29,6 +29,7 @@ class ObservingLinear final : public runtime::LinearWeight {
       : dense_(module), inputs_(inputs), outputs_(outputs), inv_freq_(inv_freq), head_dim_(head_dim) {}
   int64_t out_features() const override { return dense_.out_features(); }
   int64_t in_features() const override { return dense_.in_features(); }
+  uint64_t weight_bytes() const override { return dense_.weight_bytes(); }
   void forward(const float* x, int64_t m, float* y) const override {
     if (inputs_ != nullptr) inputs_->observe(x, m);
     dense_.forward(x, m, y);
@@ -87,13 +88,10 @@ bool needs_calibration(const QuantPlan& plan) {
   return needed;
 }
 
-Calibration calibrate(const Model& model, const QuantPlan& plan, const Tokenizer& tokenizer,
-                      std::string_view text, const CalibrationOptions& options,
+Calibration calibrate(const Model& model, const QuantPlan& plan, const CalibDataset& data,
                       const std::function<void(int64_t, int64_t)>& progress) {
   const auto start = std::chrono::steady_clock::now();
-  if (options.seq_len < 1 || options.seq_len > runtime::Session::max_chunk())
-    fail("calibration sequence length {} is outside [1, {}]", options.seq_len, runtime::Session::max_chunk());
-  if (options.samples < 1) fail("calibration needs at least one sample, got {}", options.samples);
+  if (data.samples.empty()) fail("calibration needs at least one sample");
   const ComputeDType dt = compute_dtype_for(model.embed_tokens().dtype);
   const ModelConfig& c = model.config();
   const std::vector<float> inv_freq = c.rope_inv_freq();
@@ -126,20 +124,13 @@ Calibration calibrate(const Model& model, const QuantPlan& plan, const Tokenizer
   };
   runtime::Transformer transformer(model, factory);
 
-  const std::vector<int32_t> ids = tokenizer.encode(text, true);
-  int64_t seq = options.seq_len;
-  if (static_cast<int64_t>(ids.size()) < seq) {
-    if (ids.size() < 16)
-      fail("calibration text has {} tokens; at least {} (--calib-seq-len) are needed", ids.size(), seq);
-    seq = static_cast<int64_t>(ids.size());
-  }
-  const int64_t samples = std::min<int64_t>(options.samples, static_cast<int64_t>(ids.size()) / seq);
   Calibration cal;
+  const int64_t samples = data.num_samples();
   for (int64_t i = 0; i < samples; ++i) {
-    runtime::Session session(transformer, seq);
-    session.forward(std::span<const int32_t>(ids.data() + i * seq, static_cast<size_t>(seq)),
-                    runtime::Logits::None, nullptr);
-    cal.tokens += seq;
+    const std::vector<int32_t>& ids = data.samples[static_cast<size_t>(i)];
+    runtime::Session session(transformer, static_cast<int64_t>(ids.size()));
+    session.forward(ids, runtime::Logits::None, nullptr);
+    cal.tokens += static_cast<int64_t>(ids.size());
     if (progress) progress(i + 1, samples);
   }
   cal.samples = samples;

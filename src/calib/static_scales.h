@@ -13,16 +13,11 @@
 #include <string_view>
 #include <vector>
 
+#include "calib/calib_data.h"
 #include "model/model.h"
 #include "quant/plan.h"
-#include "tokenizer/tokenizer.h"
 
 namespace lowbit {
-
-struct CalibrationOptions {
-  int64_t samples = 16;   // sequences
-  int64_t seq_len = 512;  // tokens each (at most runtime::Session::max_chunk())
-};
 
 // Static qparams, one per tensor (compressed-tensors shape (1,)).
 struct StaticQParams {
@@ -44,11 +39,9 @@ struct Calibration {
 // produced by lowbit yet).
 bool needs_calibration(const QuantPlan& plan);
 
-// Runs the calibration pass over `text` (tokenized whole, cut into consecutive samples of seq_len tokens;
-// fewer samples when the text is short; a text shorter than seq_len but of at least 16 tokens gives one
-// shorter sample). Throws for a text of fewer than 16 tokens.
-Calibration calibrate(const Model& model, const QuantPlan& plan, const Tokenizer& tokenizer,
-                      std::string_view text, const CalibrationOptions& options,
+// Runs the calibration samples through the unquantized model with min-max observers attached (RTN's
+// static scales; the GPTQ / AWQ / SmoothQuant pipeline observes its own, see calib/pipeline.h).
+Calibration calibrate(const Model& model, const QuantPlan& plan, const CalibDataset& data,
                       const std::function<void(int64_t done, int64_t total)>& progress = {});
 
 }  // namespace lowbit

@@ -7,7 +7,7 @@
 
 #include <filesystem>
 
-#include "export/calibration.h"
+#include "calib/static_scales.h"
 #include "quant/model_quantizer.h"
 #include "quant/presets.h"
 #include "quant/recipe.h"
@@ -31,10 +31,11 @@ TEST(Calibration, ReferenceModelFp8StaticAndKvScales) {
   recipe.kv_cache_scheme = kv_cache_args("fp8");
   const QuantPlan plan = resolve_plan(recipe, model_modules(*model));
   ASSERT_TRUE(needs_calibration(plan));
-  CalibrationOptions options;
-  options.samples = 2;
+  CalibDataOptions options;
+  options.files = {calib};
+  options.num_samples = 2;
   options.seq_len = 64;
-  const Calibration cal = calibrate(*model, plan, tokenizer, read_file(calib), options);
+  const Calibration cal = calibrate(*model, plan, load_calibration_data(tokenizer, options));
   EXPECT_EQ(cal.samples, 2);
   EXPECT_EQ(cal.tokens, 128);
   EXPECT_EQ(cal.inputs.size(), 84u);

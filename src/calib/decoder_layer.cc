@@ -1,0 +1,187 @@
+#include "calib/decoder_layer.h"
+
+#include <algorithm>
+
+#include "runtime/attention.h"
+#include "runtime/kernels.h"
+#include "runtime/kv_cache.h"
+#include "runtime/linear.h"
+#include "util/error.h"
+
+namespace lowbit {
+namespace {
+
+template <typename T>
+T* sized(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+LinearF32 load_linear(const Model& model, const LinearModule& m) {
+  LinearF32 out;
+  out.name = m.name;
+  out.rows = m.weight.shape[0];
+  out.cols = m.weight.shape[1];
+  out.stored_dtype = m.weight.dtype;
+  out.weight.resize(static_cast<size_t>(out.rows * out.cols));
+  kernels::convert_rows_to_f32(runtime::dense_weight(m.weight), 0, out.rows, out.weight.data());
+  model.store().release(m.name + ".weight");
+  if (m.bias) {
+    out.bias = runtime::to_f32(*m.bias);
+    model.store().release(m.name + ".bias");
+  }
+  return out;
+}
+
+}  // namespace
+
+LinearF32& DecoderLayerF32::linear(LinearSlot slot) {
+  switch (slot) {
+    case LinearSlot::Q:
+      return q;
+    case LinearSlot::K:
+      return k;
+    case LinearSlot::V:
+      return v;
+    case LinearSlot::O:
+      return o;
+    case LinearSlot::Gate:
+      return gate;
+    case LinearSlot::Up:
+      return up;
+    case LinearSlot::Down:
+      return down;
+  }
+  fail("unknown linear slot");
+}
+
+const LinearF32& DecoderLayerF32::linear(LinearSlot slot) const {
+  return const_cast<DecoderLayerF32*>(this)->linear(slot);
+}
+
+uint64_t DecoderLayerF32::bytes() const {
+  uint64_t n = (input_norm.size() + post_attention_norm.size()) * sizeof(float);
+  for (LinearSlot s : kLinearSlots) n += (linear(s).weight.size() + linear(s).bias.size()) * sizeof(float);
+  return n;
+}
+
+DecoderLayerF32 load_decoder_layer(const Model& model, int64_t index) {
+  const LayerWeights& w = model.layer(index);
+  DecoderLayerF32 l;
+  l.index = index;
+  l.input_norm = runtime::to_f32(w.input_layernorm);
+  l.post_attention_norm = runtime::to_f32(w.post_attention_layernorm);
+  l.norm_dtype = w.input_layernorm.dtype;
+  l.q = load_linear(model, w.q_proj);
+  l.k = load_linear(model, w.k_proj);
+  l.v = load_linear(model, w.v_proj);
+  l.o = load_linear(model, w.o_proj);
+  l.gate = load_linear(model, w.gate_proj);
+  l.up = load_linear(model, w.up_proj);
+  l.down = load_linear(model, w.down_proj);
+  return l;
+}
+
+InputSite input_site(LinearSlot slot) {
+  switch (slot) {
+    case LinearSlot::Q:
+    case LinearSlot::K:
+    case LinearSlot::V:
+      return InputSite::Attention;
+    case LinearSlot::O:
+      return InputSite::O;
+    case LinearSlot::Gate:
+    case LinearSlot::Up:
+      return InputSite::Mlp;
+    case LinearSlot::Down:
+      return InputSite::Down;
+  }
+  fail("unknown linear slot");
+}
+
+void linear_f32(const LinearF32& w, const float* x, int64_t m, float* y) {
+  const kernels::DenseWeight dense{DType::F32, w.weight.data(), w.rows, w.cols};
+  kernels::linear(x, m, dense, w.bias.empty() ? nullptr : w.bias.data(), y);
+}
+
+LayerRunner::LayerRunner(const ModelConfig& config) : config_(config), inv_freq_(config.rope_inv_freq()) {}
+
+void LayerRunner::input_norm(const DecoderLayerF32& layer, const float* x, int64_t tokens, float* out) const {
+  kernels::rmsnorm(x, layer.input_norm.data(), tokens, config_.hidden_size,
+                   static_cast<float>(config_.rms_norm_eps), out);
+}
+
+void LayerRunner::post_attention_norm(const DecoderLayerF32& layer, const float* x, int64_t tokens,
+                                      float* out) const {
+  kernels::rmsnorm(x, layer.post_attention_norm.data(), tokens, config_.hidden_size,
+                   static_cast<float>(config_.rms_norm_eps), out);
+}
+
+void LayerRunner::attention_block(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* out,
+                                  const LayerObserver* observer) {
+  const ModelConfig& c = config_;
+  float* q = sized(q_, tokens * c.q_dim());
+  float* k = sized(k_, tokens * c.kv_dim());
+  float* v = sized(v_, tokens * c.kv_dim());
+  float* attn = sized(attn_, tokens * c.q_dim());
+  if (observer && observer->on_input) observer->on_input(InputSite::Attention, h, tokens, c.hidden_size);
+  linear_f32(layer.q, h, tokens, q);
+  linear_f32(layer.k, h, tokens, k);
+  linear_f32(layer.v, h, tokens, v);
+  if (angles_tokens_ < tokens) {
+    runtime::rope_angles(inv_freq_, 0, tokens, &angles_);
+    angles_tokens_ = tokens;
+  }
+  runtime::apply_rope(q, tokens, c.num_heads, c.q_dim(), angles_);
+  runtime::apply_rope(k, tokens, c.num_kv_heads, c.kv_dim(), angles_);
+  if (observer && observer->on_kv) observer->on_kv(k, v, tokens);
+  // A one-layer cache per call: calibration samples are independent sequences.
+  runtime::KVCache cache(1, c.num_kv_heads, c.head_dim, tokens);
+  cache.store(0, 0, tokens, k, v);
+  runtime::causal_attention(q, 0, tokens, cache, 0, {c.num_heads, c.num_kv_heads, c.head_dim}, attn);
+  if (observer && observer->on_input) observer->on_input(InputSite::O, attn, tokens, c.q_dim());
+  linear_f32(layer.o, attn, tokens, out);
+}
+
+void LayerRunner::mlp_block(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* out,
+                            const LayerObserver* observer, bool run_down) {
+  const int64_t inter = config_.intermediate_size;
+  float* gate = sized(gate_, tokens * inter);
+  float* up = sized(up_, tokens * inter);
+  if (observer && observer->on_input) observer->on_input(InputSite::Mlp, h, tokens, config_.hidden_size);
+  linear_f32(layer.gate, h, tokens, gate);
+  linear_f32(layer.up, h, tokens, up);
+  kernels::silu_mul(gate, up, gate, static_cast<size_t>(tokens * inter));
+  if (observer && observer->on_input) observer->on_input(InputSite::Down, gate, tokens, inter);
+  if (run_down) linear_f32(layer.down, gate, tokens, out);
+}
+
+void LayerRunner::observe(const DecoderLayerF32& layer, const float* x, int64_t tokens,
+                          const LayerObserver& observer) {
+  const int64_t n = tokens * config_.hidden_size;
+  float* h = sized(h_, n);
+  float* tmp = sized(tmp_, n);
+  float* residual = sized(residual_, n);
+  input_norm(layer, x, tokens, h);
+  attention_block(layer, h, tokens, tmp, &observer);
+  std::copy(x, x + n, residual);
+  kernels::add_inplace(residual, tmp, static_cast<size_t>(n));
+  post_attention_norm(layer, residual, tokens, h);
+  mlp_block(layer, h, tokens, tmp, &observer, /*run_down=*/false);
+}
+
+void LayerRunner::forward(const DecoderLayerF32& layer, const float* x, int64_t tokens, float* out,
+                          const LayerObserver* observer) {
+  const int64_t n = tokens * config_.hidden_size;
+  float* h = sized(h_, n);
+  float* tmp = sized(tmp_, n);
+  if (out != x) std::copy(x, x + n, out);
+  input_norm(layer, out, tokens, h);
+  attention_block(layer, h, tokens, tmp, observer);
+  kernels::add_inplace(out, tmp, static_cast<size_t>(n));
+  post_attention_norm(layer, out, tokens, h);
+  mlp_block(layer, h, tokens, tmp, observer);
+  kernels::add_inplace(out, tmp, static_cast<size_t>(n));
+}
+
+}  // namespace lowbit

@@ -1,0 +1,92 @@
+// One decoder layer held as fp32 copies of its weights, and the forward pass over it that the calibration
+// pipeline runs: the layer-sequential pipeline keeps exactly one of these in memory at a time, modifies it
+// in place (smoothing scales folded into norms and weights, quantized weights written back) and runs the
+// calibration samples through it. Numerics follow runtime/transformer.cc (same kernels: rmsnorm, RoPE,
+// causal GQA attention, SwiGLU); each sample is its own sequence starting at position 0.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "io/dtype.h"
+#include "model/model.h"
+#include "runtime/rope.h"
+
+namespace lowbit {
+
+// The seven projections of a Llama-shaped layer, in forward order.
+enum class LinearSlot { Q, K, V, O, Gate, Up, Down };
+inline constexpr LinearSlot kLinearSlots[] = {LinearSlot::Q,   LinearSlot::K,    LinearSlot::V,
+                                              LinearSlot::O,   LinearSlot::Gate, LinearSlot::Up,
+                                              LinearSlot::Down};
+
+struct LinearF32 {
+  std::string name;  // module name, "model.layers.3.mlp.up_proj"
+  int64_t rows = 0, cols = 0;
+  DType stored_dtype = DType::F32;
+  std::vector<float> weight;  // rows x cols
+  std::vector<float> bias;    // empty when the module has none
+};
+
+struct DecoderLayerF32 {
+  int64_t index = 0;
+  std::vector<float> input_norm, post_attention_norm;
+  DType norm_dtype = DType::F32;
+  LinearF32 q, k, v, o, gate, up, down;
+
+  LinearF32& linear(LinearSlot slot);
+  const LinearF32& linear(LinearSlot slot) const;
+  // Bytes of the fp32 copies (what the pipeline holds resident).
+  uint64_t bytes() const;
+};
+
+// Copies layer `index` of the model to fp32. The model's mapped pages of that layer are released afterwards
+// (TensorStore::release), so a model larger than RAM streams through one layer at a time.
+DecoderLayerF32 load_decoder_layer(const Model& model, int64_t index);
+
+// Where a linear's input is observed: q/k/v read one input (reported once, as Q), so do gate/up (as Gate).
+enum class InputSite { Attention, O, Mlp, Down };
+InputSite input_site(LinearSlot slot);
+
+struct LayerObserver {
+  // The input rows of the linears of `site` (called once per sample and site).
+  std::function<void(InputSite site, const float* x, int64_t rows, int64_t cols)> on_input;
+  // Keys after RoPE and values as they enter the KV cache ([rows x kv_dim] each).
+  std::function<void(const float* k, const float* v, int64_t rows)> on_kv;
+};
+
+// Scratch buffers for running one sample of up to `max_tokens` through a layer.
+class LayerRunner {
+ public:
+  explicit LayerRunner(const ModelConfig& config);
+
+  // out = layer(x) for one sample of `tokens` rows ([tokens x hidden]); x and out may alias.
+  void forward(const DecoderLayerF32& layer, const float* x, int64_t tokens, float* out,
+               const LayerObserver* observer = nullptr);
+  // Runs the layer only as far as the observer needs (every linear's input), skipping down_proj's
+  // product and the residual adds of the output: the observation pass discards the output.
+  void observe(const DecoderLayerF32& layer, const float* x, int64_t tokens, const LayerObserver& observer);
+  // The attention block on already normalized input h: out = o_proj(attention(q, k, v)) [tokens x hidden].
+  void attention_block(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* out,
+                       const LayerObserver* observer = nullptr);
+  // The MLP block on already normalized input h: out = down(silu(gate(h)) * up(h)).
+  void mlp_block(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* out,
+                 const LayerObserver* observer = nullptr, bool run_down = true);
+  // rmsnorm with the layer's input / post-attention norm weight.
+  void input_norm(const DecoderLayerF32& layer, const float* x, int64_t tokens, float* out) const;
+  void post_attention_norm(const DecoderLayerF32& layer, const float* x, int64_t tokens, float* out) const;
+
+ private:
+  const ModelConfig& config_;
+  std::vector<float> inv_freq_;
+  runtime::RopeAngles angles_;
+  int64_t angles_tokens_ = -1;
+  std::vector<float> h_, q_, k_, v_, attn_, gate_, up_, tmp_, residual_;
+};
+
+// y[m x rows] = x[m x cols] * W^T + b, on the global thread pool.
+void linear_f32(const LinearF32& w, const float* x, int64_t m, float* y);
+
+}  // namespace lowbit

@@ -1,0 +1,580 @@
+#include "calib/pipeline.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+
+#include "calib/decoder_layer.h"
+#include "quant/awq.h"
+#include "quant/observer.h"
+#include "quant/smoothquant.h"
+#include "runtime/kernels.h"
+#include "runtime/linear.h"
+#include "util/error.h"
+
+namespace lowbit {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+constexpr int64_t kHessianBatchRows = 2048;
+
+// What the observation pass collects at one input site of a layer.
+struct SiteStats {
+  int64_t cols = 0;
+  std::vector<float> ch_min, ch_max;  // per channel range (SmoothQuant)
+  std::vector<double> abssum;         // per channel sum |x| (AWQ's mean)
+  int64_t rows = 0;
+  std::unique_ptr<HessianAccumulator> hessian;
+  std::vector<float> pending;  // input rows not yet added to the Hessian
+  // Inputs kept for AWQ's parent-block search: whole samples (attention needs the sequence), or with
+  // cache_stride > 0 every cache_stride-th row of every sample, as one block (the MLP is row-wise, so a
+  // strided subset of all tokens covers the calibration set better than a few whole samples).
+  std::vector<std::vector<float>> cached;
+  int64_t cache_samples = 0;
+  int64_t cache_stride = 0;
+
+  void observe(const float* x, int64_t n, int64_t c) {
+    if (!ch_min.empty() || !abssum.empty()) {
+      for (int64_t r = 0; r < n; ++r) {
+        const float* row = x + r * c;
+        if (!ch_min.empty())
+          for (int64_t j = 0; j < c; ++j) {
+            ch_min[j] = std::min(ch_min[j], row[j]);
+            ch_max[j] = std::max(ch_max[j], row[j]);
+          }
+        if (!abssum.empty())
+          for (int64_t j = 0; j < c; ++j) abssum[j] += std::fabs(row[j]);
+      }
+    }
+    rows += n;
+    if (hessian) {
+      // Batches of samples make one larger X^T X product per flush: the product runs closer to peak.
+      pending.insert(pending.end(), x, x + n * c);
+      if (static_cast<int64_t>(pending.size()) >= kHessianBatchRows * c) flush();
+    }
+    if (cache_stride > 0) {
+      if (cached.empty()) cached.emplace_back();
+      for (int64_t r = (cache_stride - (rows - n) % cache_stride) % cache_stride; r < n; r += cache_stride)
+        cached.front().insert(cached.front().end(), x + r * c, x + (r + 1) * c);
+    } else if (static_cast<int64_t>(cached.size()) < cache_samples) {
+      cached.emplace_back(x, x + n * c);
+    }
+  }
+  void flush() {
+    if (!hessian || pending.empty()) return;
+    hessian->add(pending.data(), static_cast<int64_t>(pending.size()) / cols);
+    pending.clear();
+  }
+  std::vector<float> mean_abs() const {
+    std::vector<float> m(static_cast<size_t>(cols));
+    for (int64_t j = 0; j < cols; ++j) m[j] = static_cast<float>(abssum[j] / static_cast<double>(rows));
+    return m;
+  }
+};
+
+constexpr InputSite kSites[] = {InputSite::Attention, InputSite::O, InputSite::Mlp, InputSite::Down};
+size_t site_index(InputSite s) {
+  return static_cast<size_t>(s);
+}
+
+std::vector<LinearSlot> slots_at(InputSite site) {
+  switch (site) {
+    case InputSite::Attention:
+      return {LinearSlot::Q, LinearSlot::K, LinearSlot::V};
+    case InputSite::O:
+      return {LinearSlot::O};
+    case InputSite::Mlp:
+      return {LinearSlot::Gate, LinearSlot::Up};
+    case InputSite::Down:
+      return {LinearSlot::Down};
+  }
+  return {};
+}
+
+// Rounds values to what `dtype` can hold: smoothed weights are stored back in the model's dtype (as
+// llm-compressor modifies bf16 parameters in place), and quantization must see exactly the stored values.
+void round_to_dtype(std::vector<float>& v, DType dtype) {
+  if (dtype == DType::BF16)
+    for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
+  else if (dtype == DType::F16)
+    for (float& x : v) x = f16_to_f32(f32_to_f16(x));
+}
+
+double mse(const std::vector<float>& a, const float* b, size_t n) {
+  double e = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double d = double(a[i]) - double(b[i]);
+    e += d * d;
+  }
+  return e;
+}
+
+class LayerPipeline {
+ public:
+  LayerPipeline(const Model& model, const QuantPlan& plan, const PipelineOptions& options,
+                LayerRunner& runner, PipelineReport& report)
+      : model_(model), plan_(plan), options_(options), runner_(runner), report_(report) {}
+
+  // Runs one layer: observe, smooth, quantize, propagate (hidden states updated in place).
+  void run(int64_t index, std::vector<std::vector<float>>& hidden, const ModelSink& sink, Calibration* cal,
+           const std::function<void(const std::string&)>& stage);
+
+ private:
+  const QuantScheme* quantized_scheme(const std::string& name) const { return plan_.scheme_for(name); }
+  void observe(std::vector<std::vector<float>>& hidden);
+  void smooth_input(InputSite site, std::vector<float>& norm, const char* norm_name);
+  void smooth_linear(InputSite site, LinearF32& prev, LinearF32& next);
+  std::vector<float> awq_scales_for(InputSite site, const std::vector<LinearSlot>& balance,
+                                    const std::function<double(const DecoderLayerF32&)>& parent_loss,
+                                    const std::string& label);
+  void quantize(std::vector<ModuleQuantization>& out);
+  void propagate(int64_t index, std::vector<std::vector<float>>& hidden, Calibration* cal);
+
+  const Model& model_;
+  const QuantPlan& plan_;
+  const PipelineOptions& options_;
+  LayerRunner& runner_;
+  PipelineReport& report_;
+  DecoderLayerF32 layer_;
+  SiteStats sites_[4];
+  std::vector<std::vector<double>> hessians_;  // per site, after smoothing transforms
+  std::set<std::string> changed_;              // tensors whose values changed (smoothing)
+  LayerReport log_;
+};
+
+void LayerPipeline::observe(std::vector<std::vector<float>>& hidden) {
+  const int64_t hsize = model_.config().hidden_size;
+  const bool awq = options_.awq, sq = options_.smoothquant;
+  for (InputSite site : kSites) {
+    SiteStats& st = sites_[site_index(site)];
+    st = SiteStats{};
+    st.cols = site == InputSite::O      ? model_.config().q_dim()
+              : site == InputSite::Down ? model_.config().intermediate_size
+                                        : hsize;
+    bool quantized = false;
+    for (LinearSlot s : slots_at(site)) quantized |= quantized_scheme(layer_.linear(s).name) != nullptr;
+    const bool input_site = site == InputSite::Attention || site == InputSite::Mlp;
+    if (sq && input_site) {
+      st.ch_min.assign(static_cast<size_t>(st.cols), 0.0f);
+      st.ch_max.assign(static_cast<size_t>(st.cols), 0.0f);
+    }
+    if (awq) st.abssum.assign(static_cast<size_t>(st.cols), 0.0);
+    if (quantized && (options_.gptq || awq)) st.hessian = std::make_unique<HessianAccumulator>(st.cols);
+    if (awq && input_site) {
+      int64_t total = 0;
+      for (const std::vector<float>& x : hidden) total += static_cast<int64_t>(x.size()) / hsize;
+      const int64_t budget = options_.awq_search_tokens > 0 ? options_.awq_search_tokens : total;
+      if (site == InputSite::Mlp) {
+        st.cache_stride = std::max<int64_t>(1, total / budget);
+      } else {
+        const int64_t per_sample = std::max<int64_t>(1, total / static_cast<int64_t>(hidden.size()));
+        st.cache_samples = std::max<int64_t>(1, (budget + per_sample - 1) / per_sample);
+      }
+    }
+  }
+  LayerObserver obs;
+  obs.on_input = [&](InputSite site, const float* x, int64_t rows, int64_t cols) {
+    sites_[site_index(site)].observe(x, rows, cols);
+  };
+  for (const std::vector<float>& x : hidden)
+    runner_.observe(layer_, x.data(), static_cast<int64_t>(x.size()) / hsize, obs);
+  for (SiteStats& st : sites_) st.flush();
+  hessians_.assign(4, {});
+  for (InputSite site : kSites)
+    if (sites_[site_index(site)].hessian)
+      hessians_[site_index(site)] = sites_[site_index(site)].hessian->hessian();
+}
+
+// AWQ's grid search for one mapping: `parent_loss` evaluates a copy of the layer whose quantized balance
+// layers hold the candidate weights Q(W diag(s)) diag(1/s).
+std::vector<float> LayerPipeline::awq_scales_for(
+    InputSite site, const std::vector<LinearSlot>& balance,
+    const std::function<double(const DecoderLayerF32&)>& parent_loss, const std::string& label) {
+  const SiteStats& st = sites_[site_index(site)];
+  std::vector<WeightRef> refs;
+  const QuantArgs* args = nullptr;
+  for (LinearSlot slot : balance) {
+    const LinearF32& b = layer_.linear(slot);
+    refs.push_back({b.weight.data(), b.rows, b.cols});
+    if (const QuantScheme* s = quantized_scheme(b.name); s && s->weights && !args) args = &*s->weights;
+  }
+  const int64_t group = args && args->strategy == QuantStrategy::Group ? *args->group_size : -1;
+  const std::vector<float> x_mean = st.mean_abs();
+  const std::vector<float> w_mean =
+      awq_weight_mean(refs, group, compute_dtype_for(layer_.linear(balance.front()).stored_dtype));
+  DecoderLayerF32 candidate = layer_;
+  const AwqSearchResult r = awq_search(
+      x_mean.data(), w_mean.data(), st.cols, options_.awq_grid, options_.awq_duo_scaling,
+      [&](const std::vector<float>& scales) {
+        for (LinearSlot slot : balance) {
+          const LinearF32& b = layer_.linear(slot);
+          const QuantScheme* s = quantized_scheme(b.name);
+          if (s == nullptr) continue;
+          awq_fake_quantize_scaled(b.weight.data(), b.rows, b.cols, scales.data(), *s->weights,
+                                   compute_dtype_for(b.stored_dtype), candidate.linear(slot).weight.data());
+        }
+        return parent_loss(candidate);
+      });
+  log_.lines.push_back(fmt::format("awq {}: ratio {:.2f}{}, loss {:.4g} (identity scales: {:.4g})", label,
+                                   r.best_ratio, r.best_duo ? " duo" : "", r.best_loss, r.initial_loss));
+  return r.scales;
+}
+
+// Folds input scales s into a norm and the linears reading it (norm /= s, W[:, j] *= s_j), with the
+// scales chosen by SmoothQuant or AWQ.
+void LayerPipeline::smooth_input(InputSite site, std::vector<float>& norm, const char* norm_name) {
+  const std::vector<LinearSlot> balance = slots_at(site);
+  bool any_quantized = false;
+  for (LinearSlot slot : balance) any_quantized |= quantized_scheme(layer_.linear(slot).name) != nullptr;
+  if (!any_quantized) return;
+  const SiteStats& st = sites_[site_index(site)];
+  const int64_t hsize = st.cols;
+  std::vector<float> s;
+  if (options_.smoothquant) {
+    std::vector<WeightRef> refs;
+    for (LinearSlot slot : balance) {
+      const LinearF32& b = layer_.linear(slot);
+      refs.push_back({b.weight.data(), b.rows, b.cols});
+    }
+    const std::vector<float> range = smoothquant_activation_range(st.ch_min.data(), st.ch_max.data(), hsize);
+    s = smoothquant_scales(range.data(), hsize, refs, options_.smoothing_strength);
+    log_.lines.push_back(fmt::format("smoothquant {}: alpha {}", norm_name, options_.smoothing_strength));
+  } else {
+    // The target is the parent block's output on the cached inputs with the original weights.
+    const bool attention = site == InputSite::Attention;
+    const int64_t hidden = model_.config().hidden_size;
+    const auto parent = [&](const DecoderLayerF32& l, const std::vector<float>& h, float* out) {
+      const int64_t tokens = static_cast<int64_t>(h.size()) / hsize;
+      if (attention)
+        runner_.attention_block(l, h.data(), tokens, out);
+      else
+        runner_.mlp_block(l, h.data(), tokens, out);
+    };
+    std::vector<std::vector<float>> reference;
+    for (const std::vector<float>& h : st.cached) {
+      reference.emplace_back(h.size() / static_cast<size_t>(hsize) * static_cast<size_t>(hidden));
+      parent(layer_, h, reference.back().data());
+    }
+    std::vector<float> out;
+    s = awq_scales_for(
+        site, balance,
+        [&](const DecoderLayerF32& candidate) {
+          double loss = 0;
+          size_t n = 0;
+          for (size_t i = 0; i < st.cached.size(); ++i) {
+            out.resize(reference[i].size());
+            parent(candidate, st.cached[i], out.data());
+            loss += mse(reference[i], out.data(), out.size());
+            n += out.size();
+          }
+          return loss / static_cast<double>(std::max<size_t>(n, 1));
+        },
+        std::string(norm_name) + (attention ? " -> q,k,v" : " -> gate,up"));
+  }
+  divide_norm_weight(norm.data(), s.data(), hsize);
+  round_to_dtype(norm, layer_.norm_dtype);
+  changed_.insert(fmt::format("model.layers.{}.{}.weight", layer_.index, norm_name));
+  for (LinearSlot slot : balance) {
+    LinearF32& b = layer_.linear(slot);
+    scale_columns(b.weight.data(), b.rows, b.cols, s.data());
+    round_to_dtype(b.weight, b.stored_dtype);
+    changed_.insert(b.name + ".weight");
+  }
+  if (!hessians_[site_index(site)].empty())
+    divide_hessian(hessians_[site_index(site)].data(), hsize, s.data());
+}
+
+// AWQ between two linears (v_proj -> o_proj, up_proj -> down_proj): prev's output rows /= s, next's input
+// columns *= s. The parent is `next` alone, so the loss is exact from its input Hessian.
+void LayerPipeline::smooth_linear(InputSite site, LinearF32& prev, LinearF32& next) {
+  const QuantScheme* scheme = quantized_scheme(next.name);
+  if (scheme == nullptr || prev.rows != next.cols) return;  // v -> o only without GQA
+  const std::vector<double>& h = hessians_[site_index(site)];
+  if (h.empty()) return;
+  const LinearSlot next_slot = site == InputSite::O ? LinearSlot::O : LinearSlot::Down;
+  const std::vector<float> s = awq_scales_for(
+      site, {next_slot},
+      [&](const DecoderLayerF32& candidate) {
+        const LinearF32& c = candidate.linear(next_slot);
+        return linear_output_error(next.weight.data(), c.weight.data(), next.rows, next.cols, h.data());
+      },
+      fmt::format("{} -> {}", prev.name.substr(prev.name.rfind('.') + 1),
+                  next.name.substr(next.name.rfind('.') + 1)));
+  divide_rows(prev.weight.data(), prev.rows, prev.cols, prev.bias.empty() ? nullptr : prev.bias.data(),
+              s.data());
+  round_to_dtype(prev.weight, prev.stored_dtype);
+  round_to_dtype(prev.bias, prev.stored_dtype);
+  scale_columns(next.weight.data(), next.rows, next.cols, s.data());
+  round_to_dtype(next.weight, next.stored_dtype);
+  changed_.insert(prev.name + ".weight");
+  if (!prev.bias.empty()) changed_.insert(prev.name + ".bias");
+  changed_.insert(next.name + ".weight");
+  divide_hessian(hessians_[site_index(site)].data(), next.cols, s.data());
+}
+
+void LayerPipeline::quantize(std::vector<ModuleQuantization>& out) {
+  if (!options_.apply_quantization) return;
+  for (LinearSlot slot : kLinearSlots) {
+    LinearF32& lin = layer_.linear(slot);
+    const QuantScheme* scheme = quantized_scheme(lin.name);
+    if (scheme == nullptr) continue;
+    if (!scheme->weights) fail("module {}: its scheme quantizes no weights", lin.name);
+    const std::vector<double>& h = hessians_[site_index(input_site(slot))];
+    const bool float_weights = scheme->weights->type == QuantType::Float;
+    ModuleQuantization q;
+    if (options_.gptq) {
+      GptqStats stats;
+      GptqOptions gptq = options_.gptq_options;
+      gptq.actorder = scheme->weights->actorder;  // the scheme carries it (and the exported config shows it)
+      q = gptq_quantize(lin.name, lin.weight.data(), lin.rows, lin.cols, lin.stored_dtype, *scheme, h.data(),
+                        gptq, &stats);
+      log_.lines.push_back(fmt::format("gptq {}: loss {:.4g}{}", lin.name, stats.loss,
+                                       stats.fell_back_to_rtn ? " (fell back to RTN)" : ""));
+      if (!stats.warning.empty()) report_.warnings.push_back(lin.name + ": " + stats.warning);
+    } else {
+      // AWQ's clipping search, except for q/k whose outputs meet in the attention scores (AutoAWQ skips
+      // them too: the local error misses the effect on the softmax).
+      if (options_.awq && options_.awq_clip && !h.empty() && slot != LinearSlot::Q && slot != LinearSlot::K &&
+          !float_weights) {
+        awq_clip_search(lin.weight.data(), lin.rows, lin.cols, *scheme->weights,
+                        compute_dtype_for(lin.stored_dtype), h.data(), 20, 0.5f);
+      }
+      q = quantize_weight_rtn(lin.name, lin.weight.data(), lin.rows, lin.cols, lin.stored_dtype, *scheme);
+    }
+    lin.weight = q.dequantize();  // the next layer's inputs come from the quantized layer
+    changed_.erase(lin.name + ".weight");
+    out.push_back(std::move(q));
+  }
+}
+
+void LayerPipeline::run(int64_t index, std::vector<std::vector<float>>& hidden, const ModelSink& sink,
+                        Calibration* cal, const std::function<void(const std::string&)>& stage) {
+  const auto start = Clock::now();
+  log_ = LayerReport{};
+  log_.layer = index;
+  changed_.clear();
+  layer_ = load_decoder_layer(model_, index);
+  report_.max_layer_bytes = std::max(report_.max_layer_bytes, layer_.bytes());
+
+  stage("observe");
+  auto t = Clock::now();
+  observe(hidden);
+  log_.observe_seconds = seconds_since(t);
+  t = Clock::now();
+  if (options_.smoothquant || options_.awq) {
+    stage("smooth");
+    smooth_input(InputSite::Attention, layer_.input_norm, "input_layernorm");
+    if (options_.awq) smooth_linear(InputSite::O, layer_.v, layer_.o);
+    smooth_input(InputSite::Mlp, layer_.post_attention_norm, "post_attention_layernorm");
+    if (options_.awq) smooth_linear(InputSite::Down, layer_.up, layer_.down);
+  }
+  for (SiteStats& st : sites_) st = SiteStats{};  // cached inputs and accumulators are no longer needed
+  log_.smooth_seconds = seconds_since(t);
+
+  stage("quantize");
+  t = Clock::now();
+  std::vector<ModuleQuantization> quantized;
+  quantize(quantized);
+  hessians_.clear();
+  log_.quantize_seconds = seconds_since(t);
+
+  stage("propagate");
+  t = Clock::now();
+  propagate(index, hidden, cal);
+  log_.propagate_seconds = seconds_since(t);
+
+  // Deliver: quantized modules, then tensors whose values changed (smoothed norms, unquantized weights).
+  for (ModuleQuantization& q : quantized) sink.module(q);
+  const std::string prefix = fmt::format("model.layers.{}.", index);
+  const int64_t hsize = model_.config().hidden_size;
+  for (const std::string& name : changed_) {
+    if (name == prefix + "input_layernorm.weight") {
+      sink.tensor(name, layer_.norm_dtype, {hsize}, layer_.input_norm.data());
+    } else if (name == prefix + "post_attention_layernorm.weight") {
+      sink.tensor(name, layer_.norm_dtype, {hsize}, layer_.post_attention_norm.data());
+    } else {
+      for (LinearSlot slot : kLinearSlots) {
+        const LinearF32& lin = layer_.linear(slot);
+        if (name == lin.name + ".weight")
+          sink.tensor(name, lin.stored_dtype, {lin.rows, lin.cols}, lin.weight.data());
+        if (name == lin.name + ".bias") sink.tensor(name, lin.stored_dtype, {lin.rows}, lin.bias.data());
+      }
+    }
+  }
+  layer_ = DecoderLayerF32{};
+  log_.seconds = seconds_since(start);
+  report_.layers.push_back(std::move(log_));
+}
+
+// Runs the samples through the quantized layer (its output replaces `hidden`), observing static input and
+// KV-cache scales on the way when the plan has them.
+void LayerPipeline::propagate(int64_t index, std::vector<std::vector<float>>& hidden, Calibration* cal) {
+  const ModelConfig& c = model_.config();
+  const ComputeDType dt = compute_dtype_for(layer_.q.stored_dtype);
+  struct Observed {
+    std::string name;
+    bool symmetric = true;
+    std::unique_ptr<ActivationObserver> observer;
+  };
+  std::map<InputSite, std::vector<Observed>> inputs;
+  std::unique_ptr<ActivationObserver> keys, values;
+  if (cal != nullptr) {
+    for (LinearSlot slot : kLinearSlots) {
+      const LinearF32& lin = layer_.linear(slot);
+      const QuantScheme* s = quantized_scheme(lin.name);
+      if (s && s->input_activations && !s->input_activations->is_dynamic())
+        inputs[input_site(slot)].push_back(
+            {lin.name, s->input_activations->symmetric,
+             std::make_unique<ActivationObserver>(*s->input_activations, lin.cols, dt)});
+    }
+    if (plan_.recipe.kv_cache_scheme) {
+      keys = std::make_unique<ActivationObserver>(*plan_.recipe.kv_cache_scheme, c.kv_dim(), dt);
+      values = std::make_unique<ActivationObserver>(*plan_.recipe.kv_cache_scheme, c.kv_dim(), dt);
+    }
+  }
+  LayerObserver obs;
+  if (!inputs.empty())
+    obs.on_input = [&](InputSite site, const float* x, int64_t rows, int64_t) {
+      auto it = inputs.find(site);
+      if (it == inputs.end()) return;
+      for (Observed& o : it->second) o.observer->observe(x, rows);
+    };
+  if (keys)
+    obs.on_kv = [&](const float* k, const float* v, int64_t rows) {
+      keys->observe(k, rows);
+      values->observe(v, rows);
+    };
+  for (std::vector<float>& x : hidden)
+    runner_.forward(layer_, x.data(), static_cast<int64_t>(x.size()) / c.hidden_size, x.data(), &obs);
+  if (cal == nullptr) return;
+  const auto qparams = [](const ActivationObserver& o, bool symmetric) {
+    StaticQParams q;
+    int8_t zp = 0;
+    o.qparams(&q.scale, symmetric ? nullptr : &zp);
+    q.zero_point = zp;
+    return q;
+  };
+  for (auto& [site, list] : inputs)
+    for (Observed& o : list) cal->inputs[o.name] = qparams(*o.observer, o.symmetric);
+  if (keys) {
+    const std::string attn = fmt::format("model.layers.{}.self_attn", index);
+    const bool symmetric = plan_.recipe.kv_cache_scheme->symmetric;
+    cal->keys[attn] = qparams(*keys, symmetric);
+    cal->values[attn] = qparams(*values, symmetric);
+  }
+}
+
+}  // namespace
+
+PipelineOptions pipeline_options_for(const std::string& method) {
+  PipelineOptions o;
+  size_t begin = 0;
+  while (begin <= method.size()) {
+    size_t end = method.find('+', begin);
+    if (end == std::string::npos) end = method.size();
+    const std::string part = method.substr(begin, end - begin);
+    if (part == "gptq")
+      o.gptq = true;
+    else if (part == "awq")
+      o.awq = true;
+    else if (part == "smoothquant")
+      o.smoothquant = true;
+    else if (part != "rtn")
+      fail(
+          "unknown quantization method '{}' in '{}'; methods: rtn, gptq, awq, smoothquant and chains such as "
+          "smoothquant+gptq or awq+gptq",
+          part, method);
+    begin = end + 1;
+  }
+  if (o.awq && o.smoothquant)
+    fail("method '{}': AWQ and SmoothQuant both rescale the same channels; pick one", method);
+  if (o.awq && o.gptq) o.awq_clip = false;  // GPTQ chooses its own ranges
+  return o;
+}
+
+bool method_needs_pipeline(const std::string& method) {
+  const PipelineOptions o = pipeline_options_for(method);
+  return o.gptq || o.awq || o.smoothquant;
+}
+
+PipelineReport run_sequential_pipeline(const Model& model, const QuantPlan& plan, const CalibDataset& data,
+                                       const PipelineOptions& options, const ModelSink& sink,
+                                       Calibration* calibration,
+                                       const std::function<void(const PipelineProgress&)>& progress) {
+  const auto start = Clock::now();
+  const ModelConfig& c = model.config();
+  if (data.samples.empty()) fail("the calibration pipeline needs at least one sample");
+  PipelineReport report;
+  report.samples = data.num_samples();
+  report.tokens = data.tokens();
+
+  // Embed every sample.
+  std::vector<std::vector<float>> hidden;
+  const kernels::DenseWeight embed = runtime::dense_weight(model.embed_tokens());
+  for (const std::vector<int32_t>& sample : data.samples) {
+    std::vector<float> h(sample.size() * static_cast<size_t>(c.hidden_size));
+    for (size_t t = 0; t < sample.size(); ++t) {
+      if (sample[t] < 0 || sample[t] >= c.vocab_size)
+        fail("calibration token id {} is outside the model's vocabulary ({})", sample[t], c.vocab_size);
+      kernels::convert_rows_to_f32(embed, sample[t], 1, h.data() + t * static_cast<size_t>(c.hidden_size));
+    }
+    report.hidden_state_bytes += h.size() * sizeof(float);
+    hidden.push_back(std::move(h));
+  }
+  model.store().release("model.embed_tokens.weight");
+
+  LayerRunner runner(c);
+  LayerPipeline pipeline(model, plan, options, runner, report);
+  PipelineProgress p;
+  p.layers = model.num_layers();
+  for (int64_t l = 0; l < model.num_layers(); ++l) {
+    p.layer = l;
+    pipeline.run(l, hidden, sink, calibration, [&](const std::string& stage) {
+      p.stage = stage;
+      if (progress) progress(p);
+    });
+  }
+  p.layer = model.num_layers();
+  p.stage = "done";
+  if (progress) progress(p);
+
+  // Modules outside the decoder layers (lm_head when targeted) are quantized with RTN.
+  std::map<std::string, const LinearModule*> linears;
+  model.for_each_linear([&](const LinearModule& m) { linears[m.name] = &m; }, /*include_tied_lm_head=*/true);
+  for (const PlannedModule& pm : plan.modules) {
+    if (!options.apply_quantization) break;
+    if (pm.decision != ModuleDecision::Quantized || pm.name.rfind("model.layers.", 0) == 0) continue;
+    if (pm.name == "lm_head" && model.lm_head_tied())
+      fail("lm_head is tied to the embeddings (tie_word_embeddings): it cannot be quantized on its own");
+    auto it = linears.find(pm.name);
+    if (it == linears.end())
+      fail("the plan quantizes {}, which is not a Linear module of this model", pm.name);
+    const QuantScheme* scheme = plan.scheme_for(pm.name);
+    if (scheme->input_activations && !scheme->input_activations->is_dynamic())
+      fail("{}: static input activations outside the decoder layers are not calibrated by the pipeline",
+           pm.name);
+    ModuleQuantization q = quantize_module_rtn(*it->second, *scheme);
+    report.warnings.push_back(pm.name + ": outside the decoder layers, quantized with RTN");
+    sink.module(q);
+  }
+  if (calibration) {
+    calibration->samples = report.samples;
+    calibration->tokens = report.tokens;
+  }
+  report.seconds = seconds_since(start);
+  if (calibration) calibration->seconds = report.seconds;
+  return report;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,281 @@
+// Packed-weight products: threading, the prefill path and the scalar references (kernels_packed.h). The
+// threading policy is kernels_linear.cc's: the global pool splits output rows, OpenBLAS runs one thread per
+// pool thread.
+#include "runtime/kernels_packed.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "io/dtype.h"
+#include "runtime/kernels_packed_hwy.h"
+#include "runtime/kernels_packed_vnni.h"
+#include "util/error.h"
+#include "util/thread_pool.h"
+
+namespace lowbit::kernels {
+namespace {
+
+// m from which packed_linear dequantizes tiles for sgemm. The packed gemv decodes every weight once per pass
+// of (at most 4, int4: 2) x rows, so its cost grows with m faster than the bf16 one's. Measured with
+// packed_bench 1T/PackedPath (2048x768, one thread, CPU time): int4 gemv 1070 us vs sgemm 1326 us at m = 16,
+// 2024 vs 1709 at m = 32; int8 1283 vs 1511 at m = 32, 2287 vs 1980 at m = 64.
+constexpr int64_t kInt4GemmMinRows = 24;
+constexpr int64_t kBytesGemmMinRows = 48;
+
+// Parallel chunks of the gemv path stream at least this many code bytes (as kernels_linear.cc).
+constexpr size_t kGemvMinChunkBytes = size_t{32} << 10;
+
+// Tile of rows dequantized per sgemm call: tall enough to amortize sgemm's packing of x, small enough to
+// stay in L2-ish buffers (at most 2 MiB of fp32 per thread).
+constexpr size_t kTileBytes = size_t{2} << 20;
+
+// fp8 values as the kernels see them: e4m3 / 256 (kernels_packed_hwy.cc folds 2^8 into the scales), e5m2.
+struct Fp8Tables {
+  std::array<float, 256> e4m3, e5m2;
+  Fp8Tables() {
+    for (int b = 0; b < 256; ++b) {
+      e4m3[static_cast<size_t>(b)] = e4m3_to_f32(static_cast<uint8_t>(b)) / 256.0f;
+      e5m2[static_cast<size_t>(b)] = e5m2_to_f32(static_cast<uint8_t>(b));
+    }
+  }
+};
+const Fp8Tables& fp8_tables() {
+  static const Fp8Tables tables;
+  return tables;
+}
+
+void check_args(const float* x, int64_t m, const PackedMatrix& w, float* y) {
+  if (m < 0 || w.rows < 0 || w.cols < 0)
+    fail("packed linear: negative shape (m={}, {}x{})", m, w.rows, w.cols);
+  if (w.group_size <= 0 && w.cols > 0)
+    fail("packed linear: group size {} for {} columns", w.group_size, w.cols);
+  if (m > 0 && w.rows > 0 && (!y || (w.cols > 0 && (!x || !w.data || !w.scales))))
+    fail("packed linear: null pointer for a non-empty {}x{} x {}x{} product", m, w.cols, w.rows, w.cols);
+}
+
+std::vector<float>& thread_buffer() {
+  thread_local std::vector<float> buffer;
+  return buffer;
+}
+
+}  // namespace
+
+float packed_code(const PackedMatrix& w, int64_t n, int64_t k) {
+  const auto* row = static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
+  switch (w.codes) {
+    case Codes::Int4: {
+      uint32_t word;
+      std::memcpy(&word, row + (k / 8) * 4, sizeof(word));
+      return static_cast<float>((word >> (4 * (k % 8))) & 0xFu);
+    }
+    case Codes::UInt8:
+      return static_cast<float>(row[k]);
+    case Codes::Int8:
+      return static_cast<float>(static_cast<int8_t>(row[k]));
+    case Codes::E4M3:
+      return fp8_tables().e4m3[row[k]];
+    case Codes::E5M2:
+      return fp8_tables().e5m2[row[k]];
+  }
+  return 0.0f;
+}
+
+float packed_weight(const PackedMatrix& w, int64_t n, int64_t k) {
+  const int64_t cell = n * w.groups() + k / w.group_size;
+  const float v = packed_code(w, n, k) * w.scales[cell] - (w.zero_terms ? w.zero_terms[cell] : 0.0f);
+  return w.round_to_bf16 ? bf16_to_f32(f32_to_bf16(v)) : v;
+}
+
+int64_t packed_gemm_min_rows(Codes codes) {
+  return codes == Codes::Int4 ? kInt4GemmMinRows : kBytesGemmMinRows;
+}
+
+void packed_linear_ref(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y) {
+  check_args(x, m, w, y);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t n = 0; n < w.rows; ++n) {
+      float s = bias ? bias[n] : 0.0f;
+      for (int64_t k = 0; k < w.cols; ++k) s += packed_weight(w, n, k) * x[i * w.cols + k];
+      y[i * w.rows + n] = s;
+    }
+  }
+}
+
+void dequantize_rows(const PackedMatrix& w, int64_t row_begin, int64_t rows, float* out) {
+  const int64_t K = w.cols, gs = w.group_size, G = w.groups();
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t n = row_begin + r;
+    const auto* row = static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
+    float* o = out + r * K;
+    for (int64_t g = 0; g < G; ++g) {
+      const float s = w.scales[n * G + g];
+      const float z = w.zero_terms ? w.zero_terms[n * G + g] : 0.0f;
+      const int64_t k0 = g * gs, k1 = std::min(K, k0 + gs);
+      // One simple loop per code format, so the compiler can vectorize each.
+      switch (w.codes) {
+        case Codes::Int4:
+          for (int64_t k = k0; k < k1; ++k)
+            o[k] = static_cast<float>((row[k / 2] >> (4 * (k % 2))) & 0xF) * s - z;  // little-endian words
+          break;
+        case Codes::UInt8:
+          for (int64_t k = k0; k < k1; ++k) o[k] = static_cast<float>(row[k]) * s - z;
+          break;
+        case Codes::Int8:
+          for (int64_t k = k0; k < k1; ++k) o[k] = static_cast<float>(static_cast<int8_t>(row[k])) * s - z;
+          break;
+        case Codes::E4M3:
+        case Codes::E5M2:
+          for (int64_t k = k0; k < k1; ++k) o[k] = packed_weight(w, n, k);
+          break;
+      }
+    }
+  }
+}
+
+void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y) {
+  check_args(x, m, w, y);
+  if (m == 0 || w.rows == 0) return;
+  const int64_t K = w.cols, G = w.groups();
+  simd::PackedGemvArgs args;
+  args.x = x;
+  args.m = m;
+  args.w = &w;
+  args.bias = bias;
+  args.y = y;
+  // Per-call preparation, O(m * K): the int4 lane order of x and the group sums for the zero terms.
+  thread_local std::vector<float> xp, xsum;
+  if (w.codes == Codes::Int4) {
+    const int64_t block = simd::int4_block_codes();
+    const int64_t lanes = block / 8;
+    args.kfull = K / block * block;
+    xp.resize(static_cast<size_t>(m * args.kfull));
+    for (int64_t i = 0; i < m; ++i) {
+      const float* xi = x + i * K;
+      float* pi = xp.data() + i * args.kfull;
+      for (int64_t c0 = 0; c0 < args.kfull; c0 += block)
+        for (int64_t j = 0; j < 8; ++j)
+          for (int64_t l = 0; l < lanes; ++l) pi[c0 + j * lanes + l] = xi[c0 + 8 * l + j];
+    }
+    args.xp = xp.data();
+  }
+  if (w.zero_terms || w.codes == Codes::Int4) {  // the int4 kernel needs the group sums too
+    xsum.assign(static_cast<size_t>(m * G), 0.0f);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t k = 0; k < K; ++k) xsum[static_cast<size_t>(i * G + k / w.group_size)] += x[i * K + k];
+    args.xsum = xsum.data();
+  }
+  const size_t row_bytes = std::max<size_t>(1, static_cast<size_t>(w.row_bytes));
+  const size_t grain = std::max<size_t>(4, kGemvMinChunkBytes / row_bytes);
+  global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
+    simd::packed_gemv_rows(args, static_cast<int64_t>(begin), static_cast<int64_t>(end));
+  });
+}
+
+void packed_tiled_sgemm(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y) {
+  check_args(x, m, w, y);
+  if (m == 0 || w.rows == 0) return;
+  const int64_t N = w.rows, K = w.cols;
+  if (K == 0) return packed_gemv(x, m, w, bias, y);
+  if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+  const int threads = global_pool().size();
+  const int64_t per_thread = (N + threads - 1) / threads;
+  const auto by_bytes = static_cast<int64_t>(kTileBytes / (static_cast<size_t>(K) * sizeof(float)));
+  const int64_t tile = std::max<int64_t>(16, std::min(by_bytes, per_thread) / 16 * 16);
+  const int64_t tiles = (N + tile - 1) / tile;
+  global_pool().parallel_for(static_cast<size_t>(tiles), 1, [&](size_t t_begin, size_t t_end) {
+    std::vector<float>& buffer = thread_buffer();
+    buffer.resize(static_cast<size_t>(tile * K));
+    for (auto t = static_cast<int64_t>(t_begin); t < static_cast<int64_t>(t_end); ++t) {
+      const int64_t n0 = t * tile;
+      const int64_t rows = std::min(tile, N - n0);
+      simd::dequantize_rows(w, n0, rows, buffer.data());
+      float* yt = y + n0;
+      if (bias) {
+        for (int64_t i = 0; i < m; ++i)
+          std::memcpy(yt + i * N, bias + n0, static_cast<size_t>(rows) * sizeof(float));
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m),
+                  static_cast<blasint>(rows), static_cast<blasint>(K), 1.0f, x, static_cast<blasint>(K),
+                  buffer.data(), static_cast<blasint>(K), bias ? 1.0f : 0.0f, yt, static_cast<blasint>(N));
+    }
+  });
+}
+
+void packed_linear(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y) {
+  if (m < packed_gemm_min_rows(w.codes)) return packed_gemv(x, m, w, bias, y);
+  packed_tiled_sgemm(x, m, w, bias, y);
+}
+
+// ---- W8A8 ---------------------------------------------------------------------------------------------
+
+namespace {
+void check_int8(const Int8Activations& x, const PackedMatrix& w, float* y) {
+  if (w.codes != Codes::Int8 && w.codes != Codes::UInt8)
+    fail("int8_linear: weights must be int8 codes (got another code format)");
+  // UInt8's zero terms are its storage offset (128 s), which the kernel applies through the code sums.
+  if (w.group_size != w.cols || (w.codes == Codes::Int8 && w.zero_terms != nullptr))
+    fail("int8_linear: weights must be symmetric with one scale per output row");
+  if (x.cols != w.cols) fail("int8_linear: activations have {} columns, weights {}", x.cols, w.cols);
+  if (static_cast<int64_t>(x.codes.size()) != x.rows * x.cols ||
+      static_cast<int64_t>(x.scales.size()) != x.rows || static_cast<int64_t>(x.sums.size()) != x.rows)
+    fail("int8_linear: activation buffers do not match {} x {}", x.rows, x.cols);
+  if (x.rows > 0 && w.rows > 0 && !y) fail("int8_linear: null output");
+}
+}  // namespace
+
+void finish_int8_activations(Int8Activations& x) {
+  x.sums.assign(static_cast<size_t>(x.rows), 0);
+  x.biased.resize(x.codes.size());
+  for (int64_t i = 0; i < x.rows; ++i) {
+    int32_t sum = 0;
+    for (int64_t k = 0; k < x.cols; ++k) {
+      const int16_t q = x.codes[static_cast<size_t>(i * x.cols + k)];
+      sum += q;
+      x.biased[static_cast<size_t>(i * x.cols + k)] = static_cast<uint8_t>(q + 128);
+    }
+    x.sums[static_cast<size_t>(i)] = sum;
+  }
+}
+
+void int8_linear(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y,
+                 bool allow_vnni) {
+  check_int8(x, w, y);
+  if (x.rows == 0 || w.rows == 0) return;
+  if (allow_vnni && have_avx512_vnni() && w.row_code_sums &&
+      x.biased.size() == static_cast<size_t>(x.rows * x.cols)) {
+    const size_t grain =
+        std::max<size_t>(4, kGemvMinChunkBytes / std::max<size_t>(1, static_cast<size_t>(w.row_bytes)));
+    global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
+      vnni_int8_rows(x, w, bias, y, static_cast<int64_t>(begin), static_cast<int64_t>(end));
+    });
+    return;
+  }
+  simd::Int8GemmArgs args{&x, &w, bias, y};
+  // Rows per chunk: about 32 KiB of codes, fewer when many x rows make each weight row expensive.
+  const size_t grain =
+      std::max<size_t>(4, kGemvMinChunkBytes / std::max<size_t>(1, static_cast<size_t>(w.row_bytes)));
+  global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
+    simd::int8_gemm_rows(args, static_cast<int64_t>(begin), static_cast<int64_t>(end));
+  });
+}
+
+void int8_linear_ref(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y) {
+  check_int8(x, w, y);
+  const int64_t offset = w.codes == Codes::UInt8 ? 128 : 0;
+  for (int64_t i = 0; i < x.rows; ++i) {
+    for (int64_t n = 0; n < w.rows; ++n) {
+      int64_t dot = 0;
+      for (int64_t k = 0; k < x.cols; ++k)
+        dot += (static_cast<int64_t>(packed_code(w, n, k)) - offset) *
+               x.codes[static_cast<size_t>(i * x.cols + k)];
+      float v = static_cast<float>(dot) * x.scales[static_cast<size_t>(i)] * w.scales[n];
+      if (bias) v += bias[n];
+      y[i * w.rows + n] = v;
+    }
+  }
+}
+
+}  // namespace lowbit::kernels

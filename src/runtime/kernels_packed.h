@@ -1,0 +1,95 @@
+// Kernels for quantized weights kept in their stored (packed) form: every product reads the int4 / int8 /
+// fp8 codes and dequantizes them in registers, so a decode step streams 1/4 (int4) or 1/2 (8-bit) of the
+// bytes of a bf16 matrix and no fp32 copy of a weight matrix ever exists.
+//
+// A PackedMatrix is the stored layout, used in place (the checkpoint's mmap):
+//   Int4   pack-quantized int32 words, 8 codes per word, code k of a row at bits 4 * (k % 8) of word k / 8,
+//          stored as q + 8 (quant/pack.h);
+//   UInt8  pack-quantized 8-bit words: little-endian, so simply one byte q + 128 per code;
+//   Int8   int-quantized int8 codes q;
+//   E4M3 / E5M2  float8 codes.
+// Every kernel uses the same per-element value
+//   w[n][k] = c(k) * scale[n][g] - zero_term[n][g],   g = k / group_size,
+// where c is the code as stored (unsigned nibble, unsigned byte, signed byte, or the fp8 value; for E4M3 the
+// value / 256, see kernels_packed_hwy.cc) and the zero term folds the storage offset and the zero point:
+// (8 + zp) * s for Int4, (128 + zp) * s for UInt8, zp * s for Int8. packed_linear.cc builds these from the
+// checkpoint's scales (fp32, owned) at load. The sum over k then splits into sum_g s_g * sum_k c x (the
+// inner loop: decode, scale, fused multiply-add) minus sum_g zero_term_g * sum_{k in g} x (per row, cheap).
+//
+// Products (parallel over output rows on the global pool, like kernels::linear):
+//   packed_gemv        m = 1 .. few: streams the codes once per call, up to 4 x rows per weight load;
+//   packed_tiled_sgemm prefill: dequantizes a tile of rows into a small per-thread fp32 buffer, then the
+//                      tile times x with single-threaded OpenBLAS sgemm (same policy as kernels_linear.cc);
+//   int8_linear        W8A8: int8 activation codes (per token or per tensor) times int8 weight codes with
+//                      integer multiply-adds (int16 pairs into int32, Highway ReorderWidenMulAccumulate:
+//                      vpmaddwd on AVX2 / AVX-512), rescaled per token and output channel.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace lowbit::kernels {
+
+enum class Codes { Int4, UInt8, Int8, E4M3, E5M2 };
+
+struct PackedMatrix {
+  Codes codes = Codes::Int8;
+  const void* data = nullptr;  // row n starts at data + n * row_bytes
+  int64_t rows = 0, cols = 0;
+  int64_t row_bytes = 0;
+  int64_t group_size = 0;             // columns sharing one scale (== cols: one scale per row)
+  const float* scales = nullptr;      // [rows][groups()], followed by at least 16 readable floats
+  const float* zero_terms = nullptr;  // [rows][groups()], or null when every zero term is 0
+  // Int8 / UInt8 only, optional: sum over k of each row's signed codes q (the VNNI W8A8 kernel needs it).
+  const int32_t* row_code_sums = nullptr;
+  // E4M3 / E5M2 only: round every weight c * s to bf16, as torch dequantizes with bf16 scales. Without it the
+  // packed weights are the more precise fp32 products; with fp8 activations downstream (FP8_DYNAMIC), whose
+  // coarse grid turns 2^-9 weight differences into code flips, that alone moved perplexity by 0.13 %.
+  bool round_to_bf16 = false;
+  int64_t groups() const { return (cols + group_size - 1) / group_size; }
+};
+
+// c(k) of row n as a float (the scalar definition the SIMD decoders are tested against).
+float packed_code(const PackedMatrix& w, int64_t n, int64_t k);
+// w[n][k] as defined above.
+float packed_weight(const PackedMatrix& w, int64_t n, int64_t k);
+
+// y[m x N] = x[m x K] * W^T (+ bias). packed_linear picks packed_gemv below packed_gemm_min_rows(), else
+// packed_tiled_sgemm.
+void packed_linear(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y);
+void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y);
+void packed_tiled_sgemm(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y);
+int64_t packed_gemm_min_rows(Codes codes);
+// Scalar reference (fp32 accumulation in k order): what the tests compare the fast paths with.
+void packed_linear_ref(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y);
+
+// out[rows x K] fp32 = rows [row_begin, row_begin + rows) of W (scalar; the prefill path uses a SIMD twin).
+void dequantize_rows(const PackedMatrix& w, int64_t row_begin, int64_t rows, float* out);
+
+// ---- W8A8 -------------------------------------------------------------------------------------------
+
+// Activations quantized to int8 codes: x ~= codes * scale[row] (one scale per row, or the same for all rows
+// with per-tensor quantization). Codes are held as int16, the operand width of the integer kernel.
+struct Int8Activations {
+  int64_t rows = 0, cols = 0;
+  std::vector<int16_t> codes;   // [rows][cols]
+  std::vector<float> scales;    // [rows]
+  std::vector<int32_t> sums;    // [rows]: sum of the row's codes (for the UInt8 storage offset)
+  std::vector<uint8_t> biased;  // [rows][cols]: codes + 128, the unsigned operand of AVX-512 VNNI
+};
+// Fills sums and biased from codes.
+void finish_int8_activations(Int8Activations& x);
+
+// y[i][n] = scale_x[i] * scale_w[n] * sum_k qx[i][k] * q[n][k] (+ bias). W must be Int8 or UInt8 with one
+// scale per row (group_size == cols) and no zero terms besides UInt8's storage offset (symmetric).
+// On CPUs with AVX-512 VNNI, when w.row_code_sums and x.biased are present, the product runs on vpdpbusd
+// (u8 x s8, 4 products per 32-bit lane and instruction: sum (qx + 128) q - 128 sum q); otherwise (or with
+// allow_vnni false) on the Highway int16 multiply-add kernel. Both are exact integer sums.
+void int8_linear(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y,
+                 bool allow_vnni = true);
+// Whether this CPU runs the VNNI kernel.
+bool have_avx512_vnni();
+void int8_linear_ref(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y);
+
+}  // namespace lowbit::kernels

@@ -1,0 +1,234 @@
+// The layer-sequential pipeline on tiny random models: smoothing (SmoothQuant, AWQ) folded into the model
+// leaves its function unchanged; GPTQ through the pipeline beats RTN on the calibration data and its
+// export loads back (g_idx included); modules the plan ignores stay untouched.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <random>
+
+#include "calib/pipeline.h"
+#include "export/compressed_tensors_writer.h"
+#include "formats/compressed_tensors_reader.h"
+#include "quant/model_quantizer.h"
+#include "quant/presets.h"
+#include "runtime/tiny_model.h"
+#include "runtime/transformer.h"
+#include "util/error.h"
+#include "util/files.h"
+
+namespace lowbit {
+namespace {
+
+namespace fs = std::filesystem;
+
+CalibDataset random_data(int64_t vocab, int64_t samples, int64_t tokens, uint32_t seed) {
+  CalibDataset d;
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> id(3, static_cast<int32_t>(vocab) - 1);
+  for (int64_t i = 0; i < samples; ++i) {
+    std::vector<int32_t> s(static_cast<size_t>(tokens));
+    for (int32_t& t : s) t = id(rng);
+    d.samples.push_back(std::move(s));
+    d.offsets.push_back(0);
+  }
+  return d;
+}
+
+QuantPlan plan_for(const Model& model, const std::string& preset, int group,
+                   std::vector<std::string> ignore = {}) {
+  QuantRecipe r;
+  QuantScheme s = preset_scheme(preset, {"Linear"});
+  if (group != 0) override_group_size(s, group, "test");
+  r.groups.emplace_back("group_0", s);
+  r.ignore = std::move(ignore);
+  return resolve_plan(r, model_modules(model));
+}
+
+// All logits of every sample, concatenated.
+std::vector<float> logits_of(const Model& model, const CalibDataset& data) {
+  runtime::Transformer tf(model);
+  std::vector<float> all, l;
+  for (const auto& s : data.samples) {
+    runtime::Session session(tf);
+    session.forward(s, runtime::Logits::All, &l);
+    all.insert(all.end(), l.begin(), l.end());
+  }
+  return all;
+}
+
+// Writes `model` with the tensors in `changed` replaced (fp32 models only) to a new folder.
+void write_changed_model(const Model& model, const std::map<std::string, std::vector<float>>& changed,
+                         const fs::path& dir) {
+  fs::create_directories(dir);
+  fs::copy_file(model.dir() / "config.json", dir / "config.json");
+  SafetensorsWriter w(dir);
+  model.for_each_tensor([&](const std::string& name, const TensorView& t) {
+    auto it = changed.find(name);
+    if (it == changed.end())
+      w.add(t);
+    else
+      w.add(name, t.dtype, t.shape, it->second.data(), it->second.size() * sizeof(float));
+  });
+  w.finish();
+}
+
+struct FoldCase {
+  const char* name;
+  const char* method;
+  int64_t kv_heads;
+};
+
+class SmoothingFold : public ::testing::TestWithParam<FoldCase> {};
+
+TEST_P(SmoothingFold, LeavesUnquantizedLogitsUnchanged) {
+  const FoldCase c = GetParam();
+  const testing::TempDir tmp(std::string("fold_") + c.name);
+  testing::TinySpec spec;
+  spec.kv_heads = c.kv_heads;  // 4 = no GQA: AWQ's v_proj -> o_proj mapping applies
+  spec.attention_bias = true;  // v_proj's bias is divided with its rows
+  const testing::TinyModel tiny = testing::write_tiny_model(tmp.path() / "model", spec);
+  auto model = Model::open(tiny.dir);
+  const CalibDataset data = random_data(spec.vocab, 4, 24, 3);
+  const QuantPlan plan = plan_for(*model, "W4A16", 8);
+  PipelineOptions o = pipeline_options_for(c.method);
+  o.apply_quantization = false;
+  std::map<std::string, std::vector<float>> changed;
+  ModelSink sink;
+  sink.module = [](ModuleQuantization&) { FAIL() << "nothing is quantized"; };
+  sink.tensor = [&](const std::string& name, DType, const std::vector<int64_t>& shape, const float* v) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    changed[name] = std::vector<float>(v, v + n);
+  };
+  run_sequential_pipeline(*model, plan, data, o, sink, nullptr);
+  // Both norms of every layer and the balance layers changed; the scales are not all 1.
+  EXPECT_TRUE(changed.count("model.layers.1.input_layernorm.weight"));
+  EXPECT_TRUE(changed.count("model.layers.1.post_attention_layernorm.weight"));
+  EXPECT_TRUE(changed.count("model.layers.0.self_attn.q_proj.weight"));
+  if (std::string(c.method) == "awq") {
+    EXPECT_TRUE(changed.count("model.layers.0.mlp.down_proj.weight"));
+    EXPECT_EQ(changed.count("model.layers.0.self_attn.o_proj.weight") == 1, c.kv_heads == spec.heads);
+    EXPECT_EQ(changed.count("model.layers.0.self_attn.v_proj.bias") == 1, c.kv_heads == spec.heads);
+  }
+  const std::vector<float>& norm = changed.at("model.layers.0.input_layernorm.weight");
+  const std::vector<float>& orig = tiny.weights.at("model.layers.0.input_layernorm.weight");
+  double moved = 0;
+  for (size_t i = 0; i < norm.size(); ++i) moved = std::max(moved, std::fabs(double(norm[i]) - orig[i]));
+  EXPECT_GT(moved, 1e-3);
+
+  write_changed_model(*model, changed, tmp.path() / "smoothed");
+  auto smoothed = Model::open(tmp.path() / "smoothed");
+  const std::vector<float> a = logits_of(*model, data), b = logits_of(*smoothed, data);
+  ASSERT_EQ(a.size(), b.size());
+  double max_diff = 0, max_abs = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(double(a[i]) - b[i]));
+    max_abs = std::max(max_abs, std::fabs(double(a[i])));
+  }
+  EXPECT_LE(max_diff, 1e-4 * std::max(1.0, max_abs)) << "max |logit| " << max_abs;
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, SmoothingFold,
+                         ::testing::Values(FoldCase{"smoothquant", "smoothquant", 2},
+                                           FoldCase{"awq_gqa", "awq", 2}, FoldCase{"awq_mha", "awq", 4}),
+                         [](const auto& param_info) { return std::string(param_info.param.name); });
+
+double logit_mse(const std::vector<float>& a, const std::vector<float>& b) {
+  double e = 0;
+  for (size_t i = 0; i < a.size(); ++i) e += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+  return e / static_cast<double>(a.size());
+}
+
+// Quantizes through export_model (pipeline as the source) and returns the loaded model's logits.
+std::vector<float> quantize_and_load(const Model& model, const QuantPlan& plan, const CalibDataset& data,
+                                     const std::string& method, const fs::path& out) {
+  ExportOptions eo;
+  const PipelineOptions po = pipeline_options_for(method);
+  if (method != "rtn") {
+    eo.source = [&](const ModelSink& sink) { run_sequential_pipeline(model, plan, data, po, sink, nullptr); };
+  }
+  export_model(model, plan, out, eo);
+  const formats::OpenedQuantizedModel q = formats::open_compressed_tensors(out);
+  return logits_of(*q.model, data);
+}
+
+TEST(Pipeline, GptqBeatsRtnEndToEndAndExportsLoad) {
+  const testing::TempDir tmp("pipeline_gptq");
+  testing::TinySpec spec;
+  spec.hidden = 64;
+  spec.intermediate = 96;
+  spec.layers = 2;
+  const testing::TinyModel tiny = testing::write_tiny_model(tmp.path() / "model", spec);
+  auto model = Model::open(tiny.dir);
+  const CalibDataset data = random_data(spec.vocab, 8, 48, 5);
+  const std::vector<float> ref = logits_of(*model, data);
+  for (const std::string actorder : {"none", "static", "group"}) {
+    QuantRecipe r;
+    QuantScheme s = preset_scheme("W4A16", {"Linear"});
+    override_group_size(s, 16, "test");
+    if (actorder == "static") s.weights->actorder = ActOrder::Weight;
+    if (actorder == "group") s.weights->actorder = ActOrder::Group;
+    r.groups.emplace_back("group_0", s);
+    const QuantPlan plan = resolve_plan(r, model_modules(*model));
+    const double rtn =
+        logit_mse(ref, quantize_and_load(*model, plan, data, "rtn", tmp.path() / ("rtn_" + actorder)));
+    const double gptq =
+        logit_mse(ref, quantize_and_load(*model, plan, data, "gptq", tmp.path() / ("gptq_" + actorder)));
+    EXPECT_LT(gptq, rtn) << "actorder " << actorder;
+    if (actorder == "group") {
+      SafetensorsFile f(tmp.path() / "gptq_group" / "model.safetensors");
+      EXPECT_TRUE(f.contains("model.layers.0.mlp.down_proj.weight_g_idx"));
+    }
+  }
+}
+
+TEST(Pipeline, IgnoredModulesAndStaticScales) {
+  const testing::TempDir tmp("pipeline_ignore");
+  testing::TinySpec spec;
+  const testing::TinyModel tiny = testing::write_tiny_model(tmp.path() / "model", spec);
+  auto model = Model::open(tiny.dir);
+  const CalibDataset data = random_data(spec.vocab, 2, 16, 9);
+  QuantRecipe r;
+  r.groups.emplace_back("group_0", preset_scheme("FP8", {"Linear"}));  // static per-tensor input scales
+  r.ignore = {"re:.*down_proj"};
+  r.kv_cache_scheme = QuantArgs{};
+  r.kv_cache_scheme->type = QuantType::Float;
+  const QuantPlan plan = resolve_plan(r, model_modules(*model));
+  Calibration cal;
+  std::vector<std::string> modules, tensors;
+  ModelSink sink;
+  sink.module = [&](ModuleQuantization& q) {
+    modules.push_back(q.name);
+    EXPECT_TRUE(cal.inputs.count(q.name)) << q.name << " delivered before its input scale";
+  };
+  sink.tensor = [&](const std::string& name, DType, const std::vector<int64_t>&, const float*) {
+    tensors.push_back(name);
+  };
+  const PipelineReport report =
+      run_sequential_pipeline(*model, plan, data, pipeline_options_for("smoothquant+gptq"), sink, &cal);
+  EXPECT_EQ(modules.size(), 12u);  // 6 of 7 per layer, down_proj ignored
+  for (const std::string& m : modules) EXPECT_EQ(m.find("down_proj"), std::string::npos);
+  EXPECT_EQ(cal.keys.size(), 2u);
+  EXPECT_EQ(cal.values.size(), 2u);
+  // SmoothQuant changed the norms (the smoothed weights are delivered as quantized modules).
+  EXPECT_EQ(tensors.size(), 4u);
+  EXPECT_EQ(report.layers.size(), 2u);
+  EXPECT_NE(report.layers[0].lines.front().find("smoothquant"), std::string::npos);
+}
+
+TEST(Pipeline, MethodNames) {
+  EXPECT_TRUE(pipeline_options_for("gptq").gptq);
+  const PipelineOptions sq = pipeline_options_for("smoothquant+gptq");
+  EXPECT_TRUE(sq.smoothquant && sq.gptq && !sq.awq);
+  const PipelineOptions awq = pipeline_options_for("awq+gptq");
+  EXPECT_TRUE(awq.awq && awq.gptq && !awq.awq_clip);
+  EXPECT_TRUE(pipeline_options_for("awq").awq_clip);
+  EXPECT_FALSE(method_needs_pipeline("rtn"));
+  EXPECT_THROW(pipeline_options_for("gptqq"), Error);
+  EXPECT_THROW(pipeline_options_for("awq+smoothquant"), Error);
+}
+
+}  // namespace
+}  // namespace lowbit

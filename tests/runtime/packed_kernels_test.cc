@@ -1,0 +1,371 @@
+// Packed-weight kernels (runtime/kernels_packed.h, runtime/packed_linear.h) against the quant library's
+// scalar reference: weights quantized with quantize_int_ref / quantize_fp8_ref, stored as a checkpoint stores
+// them (pack_int_rows words, int8 or fp8 bytes), multiplied by the packed kernels, and compared with a
+// double-precision matmul of dequantize_*_ref's fp32 weights.
+//
+// Error bound (fp32 arithmetic, stated per output): the kernels compute sum_k c_k s x_k - sum_g zt_g xsum_g
+// (codes c as stored, zero terms zt) or sgemm over w = c s - zt rounded to fp32; both are within
+//   (K + 8) * 2^-23 * M,   M = sum_k (|c_k s_g| + |zt_g|) |x_k|
+// of the exact value, the usual worst-case bound of a length-K fp32 sum of terms bounded by M. The int4
+// decoder sums (1 + c/16) 16 s x and removes 16 s x afterwards (kernels_packed_hwy.cc), so for int4 M also
+// holds 16 s |x_k|.
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
+
+#include <cmath>
+#include <random>
+
+#include "quant/pack.h"
+#include "quant/quantizer.h"
+#include "quant/quantizer_ref.h"
+#include "quant/scale_grid.h"
+#include "runtime/kernels_packed.h"
+#include "runtime/packed_linear.h"
+#include "util/error.h"
+#include "util/thread_pool.h"
+
+namespace lowbit::runtime {
+namespace {
+
+std::vector<float> random_values(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+QuantArgs int_args(int bits, QuantStrategy strategy, int group, bool symmetric) {
+  QuantArgs a;
+  a.num_bits = bits;
+  a.type = QuantType::Int;
+  a.strategy = strategy;
+  a.symmetric = symmetric;
+  if (strategy == QuantStrategy::Group) a.group_size = group;
+  return a;
+}
+
+QuantArgs fp8_args(QuantStrategy strategy, FloatFormat format, int group = 0) {
+  QuantArgs a;
+  a.type = QuantType::Float;
+  a.strategy = strategy;
+  a.float_format = format;
+  if (strategy == QuantStrategy::Group) a.group_size = group;
+  return a;
+}
+
+// A quantized weight stored as a checkpoint would store it, with its reference dequantization.
+struct StoredCase {
+  std::vector<int32_t> words;  // pack-quantized words
+  std::vector<uint8_t> bytes;  // int8 / fp8 codes
+  formats::StoredWeight stored;
+  std::vector<float> dequantized;  // [N x K], dequantize_*_ref in fp32
+};
+
+StoredCase make_case(const QuantArgs& args, int64_t N, int64_t K, bool as_words, uint32_t seed,
+                     ComputeDType dt = ComputeDType::F32) {
+  StoredCase c;
+  const std::vector<float> w = random_values(N * K, seed, 0.05f);
+  const int64_t cells = make_scale_grid(args, N, K, "w").size();
+  c.stored.args = args;
+  c.stored.out_features = N;
+  c.stored.in_features = K;
+  c.stored.scales.resize(static_cast<size_t>(cells));
+  c.dequantized.resize(w.size());
+  TensorView& view = c.stored.codes;
+  view.name = "w";
+  view.shape = {N, K};
+  if (args.type == QuantType::Int) {
+    std::vector<int8_t> q(w.size());
+    std::vector<int8_t> zp(static_cast<size_t>(cells));
+    quantize_int_ref(w.data(), N, K, args, q.data(), c.stored.scales.data(), zp.data());
+    if (!args.symmetric) c.stored.zero_points = zp;
+    dequantize_int_ref(q.data(), N, K, args, c.stored.scales.data(), args.symmetric ? nullptr : zp.data(),
+                       c.dequantized.data());
+    if (as_words) {
+      c.words = pack_int_rows(q.data(), N, K, args.num_bits);
+      view.dtype = DType::I32;
+      view.shape = {N, packed_words(K, args.num_bits)};
+      view.data = reinterpret_cast<const std::byte*>(c.words.data());
+      view.nbytes = c.words.size() * 4;
+    } else {
+      c.bytes.assign(reinterpret_cast<const uint8_t*>(q.data()),
+                     reinterpret_cast<const uint8_t*>(q.data()) + q.size());
+      view.dtype = DType::I8;
+    }
+  } else {
+    c.bytes.resize(w.size());
+    quantize_fp8_ref(w.data(), N, K, args, c.bytes.data(), c.stored.scales.data(), dt);
+    dequantize_fp8_ref(c.bytes.data(), N, K, args, c.stored.scales.data(), c.dequantized.data(), dt);
+    if (dt == ComputeDType::BF16) c.stored.scale_dtype = DType::BF16;  // weights round to bf16
+    view.dtype = args.float_format == FloatFormat::E5M2 ? DType::F8_E5M2 : DType::F8_E4M3;
+  }
+  if (!c.bytes.empty()) {
+    view.data = reinterpret_cast<const std::byte*>(c.bytes.data());
+    view.nbytes = c.bytes.size();
+  }
+  return c;
+}
+
+// Checks y [m x N] against the double matmul of x with `dequantized`, with the bound stated at the top.
+void expect_matches(const std::vector<float>& y, const std::vector<float>& x, int64_t m, const StoredCase& c,
+                    const kernels::PackedMatrix& pm, const std::string& what) {
+  const int64_t N = pm.rows, K = pm.cols;
+  int bad = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t n = 0; n < N; ++n) {
+      double exact = 0.0, magnitude = 0.0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double xk = x[static_cast<size_t>(i * K + k)];
+        exact += xk * c.dequantized[static_cast<size_t>(n * K + k)];
+        const int64_t cell = n * pm.groups() + k / pm.group_size;
+        const double int4_bias = pm.codes == kernels::Codes::Int4 ? 16.0 * std::abs(pm.scales[cell]) : 0.0;
+        const double term = std::abs(kernels::packed_code(pm, n, k) * pm.scales[cell]) +
+                            (pm.zero_terms ? std::abs(pm.zero_terms[cell]) : 0.0) + int4_bias;
+        magnitude += term * std::abs(xk);
+      }
+      const double bound = static_cast<double>(K + 8) * std::ldexp(1.0, -23) * magnitude + 1e-30;
+      const double err = std::abs(y[static_cast<size_t>(i * N + n)] - exact);
+      if (err > bound && bad++ < 3) {
+        ADD_FAILURE() << what << ": y[" << i << "][" << n << "] = " << y[static_cast<size_t>(i * N + n)]
+                      << ", exact " << exact << ", error " << err << " > bound " << bound;
+      }
+    }
+  }
+  EXPECT_EQ(bad, 0) << what;
+}
+
+struct Shape {
+  int64_t N, K;
+};
+
+void check_products(const StoredCase& c, const PackedLinear& lin, Shape s, const std::string& name);
+
+void check_all_paths(const QuantArgs& args, Shape s, bool packed_words, const std::string& name,
+                     ComputeDType dt = ComputeDType::F32) {
+  const StoredCase c = make_case(args, s.N, s.K, packed_words, static_cast<uint32_t>(s.N * 131 + s.K), dt);
+  PackedLinear lin(c.stored, std::nullopt, std::nullopt);
+  const kernels::PackedMatrix& pm = lin.matrix();
+  // The scalar definition of the weights equals the reference dequantization: c s - zt rounds twice, each
+  // within 2^-24 of |c s| + |zt|.
+  for (int64_t n = 0; n < s.N; ++n) {
+    for (int64_t k = 0; k < s.K; ++k) {
+      const float want = c.dequantized[static_cast<size_t>(n * s.K + k)];
+      const int64_t cell = n * pm.groups() + k / pm.group_size;
+      const float terms = std::abs(kernels::packed_code(pm, n, k) * pm.scales[cell]) +
+                          (pm.zero_terms ? std::abs(pm.zero_terms[cell]) : 0.0f);
+      ASSERT_NEAR(kernels::packed_weight(pm, n, k), want, std::ldexp(terms, -23) + 1e-30f)
+          << name << " w[" << n << "][" << k << "]";
+    }
+  }
+  // Every instruction set this CPU runs (AVX-512, AVX2, SSE4 ...): their lane counts give the int4 decoder
+  // different blocks and tails.
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    check_products(c, lin, s, name);
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+}
+
+void check_products(const StoredCase& c, const PackedLinear& lin, Shape s, const std::string& name) {
+  const kernels::PackedMatrix& pm = lin.matrix();
+  for (int threads : {1, 2}) {
+    set_global_threads(threads);
+    for (int64_t m : {1, 2, 3, 5, 40}) {
+      const std::vector<float> x = random_values(m * s.K, static_cast<uint32_t>(m + 7));
+      std::vector<float> y(static_cast<size_t>(m * s.N));
+      const std::string what = name + " N=" + std::to_string(s.N) + " K=" + std::to_string(s.K) +
+                               " m=" + std::to_string(m) + " threads=" + std::to_string(threads);
+      kernels::packed_gemv(x.data(), m, pm, nullptr, y.data());
+      expect_matches(y, x, m, c, pm, what + " gemv");
+      kernels::packed_tiled_sgemm(x.data(), m, pm, nullptr, y.data());
+      expect_matches(y, x, m, c, pm, what + " sgemm");
+      lin.forward(x.data(), m, y.data());
+      expect_matches(y, x, m, c, pm, what + " forward");
+    }
+  }
+  set_global_threads(0);
+}
+
+TEST(PackedKernels, Int4GroupsSymmetricAndAsymmetric) {
+  // K: a multiple of the AVX-512 block (384), of the AVX2 block only (192), of neither (224, 96 + tails).
+  for (bool symmetric : {true, false}) {
+    check_all_paths(int_args(4, QuantStrategy::Group, 32, symmetric), {13, 224}, true, "int4 g32");
+    check_all_paths(int_args(4, QuantStrategy::Group, 64, symmetric), {9, 192}, true, "int4 g64");
+    check_all_paths(int_args(4, QuantStrategy::Group, 128, symmetric), {7, 384}, true, "int4 g128");
+    check_all_paths(int_args(4, QuantStrategy::Group, 16, symmetric), {5, 96}, true, "int4 g16");
+  }
+}
+
+TEST(PackedKernels, Int4ChannelAndTensorWithRaggedRows) {
+  for (bool symmetric : {true, false}) {
+    check_all_paths(int_args(4, QuantStrategy::Channel, 0, symmetric), {11, 200}, true, "int4 channel");
+    // K = 100: the last word of each row is half full.
+    check_all_paths(int_args(4, QuantStrategy::Channel, 0, symmetric), {3, 100}, true, "int4 channel K%8");
+    check_all_paths(int_args(4, QuantStrategy::Tensor, 0, symmetric), {17, 136}, true, "int4 tensor");
+  }
+}
+
+TEST(PackedKernels, Int8PackedAndPlainCodes) {
+  for (bool symmetric : {true, false}) {
+    for (bool words : {true, false}) {
+      const std::string tag = words ? "uint8 words" : "int8";
+      check_all_paths(int_args(8, QuantStrategy::Channel, 0, symmetric), {9, 203}, words, tag + " channel");
+      check_all_paths(int_args(8, QuantStrategy::Group, 32, symmetric), {7, 96}, words, tag + " g32");
+      check_all_paths(int_args(8, QuantStrategy::Group, 128, symmetric), {5, 256}, words, tag + " g128");
+      check_all_paths(int_args(8, QuantStrategy::Tensor, 0, symmetric), {3, 77}, words, tag + " tensor");
+    }
+  }
+}
+
+TEST(PackedKernels, Fp8E4M3AndE5M2) {
+  for (FloatFormat f : {FloatFormat::E4M3, FloatFormat::E5M2}) {
+    const std::string tag = f == FloatFormat::E4M3 ? "e4m3" : "e5m2";
+    check_all_paths(fp8_args(QuantStrategy::Channel, f), {9, 203}, false, tag + " channel");
+    check_all_paths(fp8_args(QuantStrategy::Tensor, f), {5, 64}, false, tag + " tensor");
+    check_all_paths(fp8_args(QuantStrategy::Group, f, 32), {7, 96}, false, tag + " g32");
+    // bf16 scales: every weight rounds to bf16 as torch computes it (PackedMatrix::round_to_bf16).
+    check_all_paths(fp8_args(QuantStrategy::Channel, f), {9, 203}, false, tag + " channel bf16",
+                    ComputeDType::BF16);
+  }
+}
+
+// Every fp8 bit pattern that is a finite number goes through the SIMD decoder: one row holds them all.
+TEST(PackedKernels, Fp8DecoderCoversEveryFiniteCode) {
+  for (FloatFormat f : {FloatFormat::E4M3, FloatFormat::E5M2}) {
+    std::vector<uint8_t> codes;
+    for (int b = 0; b < 256; ++b) {
+      const float v = f == FloatFormat::E4M3 ? e4m3_to_f32(static_cast<uint8_t>(b))
+                                             : e5m2_to_f32(static_cast<uint8_t>(b));
+      if (std::isfinite(v)) codes.push_back(static_cast<uint8_t>(b));
+    }
+    const auto K = static_cast<int64_t>(codes.size());
+    const std::vector<float> scales(17, 0.5f);
+    kernels::PackedMatrix pm;
+    pm.codes = f == FloatFormat::E4M3 ? kernels::Codes::E4M3 : kernels::Codes::E5M2;
+    pm.data = codes.data();
+    pm.rows = 1;
+    pm.cols = K;
+    pm.row_bytes = K;
+    pm.group_size = K;
+    std::vector<float> sc(scales);
+    sc[0] = f == FloatFormat::E4M3 ? 0.5f * 256.0f : 0.5f;  // packed_linear.cc folds 2^8 into e4m3 scales
+    pm.scales = sc.data();
+    for (int64_t k = 0; k < K; ++k) {
+      const uint8_t b = codes[static_cast<size_t>(k)];
+      const float v = f == FloatFormat::E4M3 ? e4m3_to_f32(b) : e5m2_to_f32(b);
+      ASSERT_EQ(kernels::packed_weight(pm, 0, k), 0.5f * v) << "code " << int(b);
+      // One-hot x picks a single code through the vector decoder of every target.
+      std::vector<float> x(static_cast<size_t>(K), 0.0f);
+      x[static_cast<size_t>(k)] = 1.0f;
+      for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+        hwy::SetSupportedTargetsForTest(target);
+        float y = 0.0f;
+        kernels::packed_gemv(x.data(), 1, pm, nullptr, &y);
+        ASSERT_EQ(y, 0.5f * v) << "code " << int(b) << " " << hwy::TargetName(target);
+      }
+      hwy::SetSupportedTargetsForTest(0);
+    }
+  }
+}
+
+// W8A8: int8 activation codes times int8 weight codes equals the fake-quant path (the activations
+// quantized-dequantized by the quant library, then multiplied with the dequantized weights) up to fp32
+// rounding of that path.
+TEST(PackedKernels, W8A8IntegerProductMatchesFakeQuantization) {
+  for (bool words : {true, false}) {
+    for (QuantStrategy act : {QuantStrategy::Token, QuantStrategy::Tensor}) {
+      const Shape s{11, 203};
+      const StoredCase c = make_case(int_args(8, QuantStrategy::Channel, 0, true), s.N, s.K, words, 99);
+      QuantArgs in = int_args(8, act, 0, true);
+      in.dynamic = DynamicMode::Dynamic;
+      PackedLinear lin(c.stored, std::nullopt, ActivationQuantizer(in, {}, {}));
+      ASSERT_TRUE(lin.integer_activations());
+      for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+        hwy::SetSupportedTargetsForTest(target);
+        SCOPED_TRACE(hwy::TargetName(target));
+        for (int threads : {1, 2}) {
+          set_global_threads(threads);
+          for (int64_t m : {1, 3, 6, 70}) {
+            std::vector<float> x = random_values(m * s.K, static_cast<uint32_t>(m));
+            x[2] = 7.0f;  // an outlier
+            std::vector<float> y(static_cast<size_t>(m * s.N));
+            lin.forward(x.data(), m, y.data());
+            std::vector<float> xq(x.size());
+            fake_quantize_dynamic(x.data(), m, s.K, in, xq.data());
+            double worst = 0.0, largest = 0.0;
+            for (int64_t i = 0; i < m; ++i) {
+              for (int64_t n = 0; n < s.N; ++n) {
+                double exact = 0.0;
+                for (int64_t k = 0; k < s.K; ++k)
+                  exact += static_cast<double>(xq[static_cast<size_t>(i * s.K + k)]) *
+                           c.dequantized[static_cast<size_t>(n * s.K + k)];
+                worst = std::max(worst, std::abs(exact - y[static_cast<size_t>(i * s.N + n)]));
+                largest = std::max(largest, std::abs(exact));
+              }
+            }
+            // Exact integer sums; only the final rescale (and the reference's own fp32 inputs) round.
+            EXPECT_LT(worst, 1e-5 * largest) << "m=" << m << " words=" << words;
+          }
+        }
+      }
+      hwy::SetSupportedTargetsForTest(0);
+      set_global_threads(0);
+    }
+  }
+}
+
+// The integer kernels (Highway int16 multiply-add, and AVX-512 VNNI where the CPU has it) against the scalar
+// integer reference: exact sums, the same float rescale, so equal results.
+TEST(PackedKernels, Int8KernelsEqualTheReference) {
+  for (bool words : {true, false}) {
+    for (int64_t K : {70, 200, 256}) {
+      const StoredCase c = make_case(int_args(8, QuantStrategy::Channel, 0, true), 9, K, words, 5);
+      QuantArgs in = int_args(8, QuantStrategy::Token, 0, true);
+      in.dynamic = DynamicMode::Dynamic;
+      PackedLinear lin(c.stored, std::nullopt, ActivationQuantizer(in, {}, {}));
+      ASSERT_NE(lin.matrix().row_code_sums, nullptr);
+      kernels::Int8Activations a;
+      a.rows = 6;
+      a.cols = K;
+      std::mt19937 rng(3);
+      std::uniform_int_distribution<int> code(-128, 127);
+      for (int64_t i = 0; i < a.rows * a.cols; ++i) a.codes.push_back(static_cast<int16_t>(code(rng)));
+      for (int64_t i = 0; i < a.rows; ++i) a.scales.push_back(0.01f * static_cast<float>(i + 1));
+      kernels::finish_int8_activations(a);
+      std::vector<float> ref(static_cast<size_t>(a.rows * 9));
+      kernels::int8_linear_ref(a, lin.matrix(), nullptr, ref.data());
+      for (bool vnni : {false, true}) {
+        for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+          hwy::SetSupportedTargetsForTest(target);
+          std::vector<float> y(ref.size());
+          kernels::int8_linear(a, lin.matrix(), nullptr, y.data(), vnni);
+          EXPECT_EQ(y, ref) << "K=" << K << " words=" << words << " vnni=" << vnni << " "
+                            << hwy::TargetName(target);
+        }
+        hwy::SetSupportedTargetsForTest(0);
+      }
+    }
+  }
+  if (!kernels::have_avx512_vnni()) GTEST_SKIP() << "no AVX-512 VNNI here: only the Highway kernel ran";
+}
+
+TEST(PackedKernels, RejectsMismatchedInputs) {
+  const StoredCase c = make_case(int_args(4, QuantStrategy::Group, 32, true), 4, 64, true, 1);
+  PackedLinear lin(c.stored, std::nullopt, std::nullopt);
+  kernels::Int8Activations a;
+  a.rows = 1;
+  a.cols = 64;
+  a.codes.assign(64, 0);
+  a.scales = {1.0f};
+  a.sums = {0};
+  std::vector<float> y(4);
+  EXPECT_THROW(kernels::int8_linear(a, lin.matrix(), nullptr, y.data()), Error);  // int4 weights
+  formats::StoredWeight bad = c.stored;
+  bad.scales.pop_back();
+  EXPECT_THROW(PackedLinear(bad, std::nullopt, std::nullopt), Error);
+}
+
+}  // namespace
+}  // namespace lowbit::runtime
