@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <memory>
-#include <optional>
 #include <set>
 
 #include "calib/decoder_layer.h"
@@ -166,8 +166,8 @@ void LayerPipeline::observe(std::vector<std::vector<float>>& hidden) {
     for (LinearSlot s : slots_at(site)) quantized |= quantized_scheme(layer_.linear(s).name) != nullptr;
     const bool input_site = site == InputSite::Attention || site == InputSite::Mlp;
     if (sq && input_site) {
-      st.ch_min.assign(static_cast<size_t>(st.cols), 0.0f);
-      st.ch_max.assign(static_cast<size_t>(st.cols), 0.0f);
+      st.ch_min.assign(static_cast<size_t>(st.cols), std::numeric_limits<float>::infinity());
+      st.ch_max.assign(static_cast<size_t>(st.cols), -std::numeric_limits<float>::infinity());
     }
     if (awq) st.abssum.assign(static_cast<size_t>(st.cols), 0.0);
     if (quantized && (options_.gptq || awq)) st.hessian = std::make_unique<HessianAccumulator>(st.cols);
