@@ -15,6 +15,19 @@ T* sized(std::vector<T>& v, int64_t n) {
   return v.data();
 }
 
+// The second half of a decoder layer, shared by prefill and batched decode: x += down(silu(gate(n)) * up(n))
+// with n = rmsnorm(x). h, gate and up are scratch of rows x hidden / intermediate.
+void mlp_residual(const Transformer::Layer& l, const ModelConfig& c, float* x, int64_t rows, float* h,
+                  float* gate, float* up) {
+  const int64_t hidden = c.hidden_size;
+  kernels::rmsnorm(x, l.post_attention_norm.data(), rows, hidden, static_cast<float>(c.rms_norm_eps), h);
+  l.gate->forward(h, rows, gate);
+  l.up->forward(h, rows, up);
+  kernels::silu_mul(gate, up, gate, static_cast<size_t>(rows * c.intermediate_size));
+  l.down->forward(gate, rows, h);
+  kernels::add_inplace(x, h, static_cast<size_t>(rows * hidden));
+}
+
 }  // namespace
 
 Transformer::Transformer(const Model& model, const LinearFactory& make_linear)
@@ -113,13 +126,7 @@ void Session::forward_chunk(const int32_t* tokens, int64_t count, Logits which, 
     causal_attention(q, position_, count, cache_, li, shape, attn);
     l.o->forward(attn, count, h);
     kernels::add_inplace(x, h, static_cast<size_t>(count * hidden));
-
-    kernels::rmsnorm(x, l.post_attention_norm.data(), count, hidden, eps, h);
-    l.gate->forward(h, count, gate);
-    l.up->forward(h, count, up);
-    kernels::silu_mul(gate, up, gate, static_cast<size_t>(count * c.intermediate_size));
-    l.down->forward(gate, count, h);
-    kernels::add_inplace(x, h, static_cast<size_t>(count * hidden));
+    mlp_residual(l, c, x, count, h, gate, up);
   }
   position_ += count;
 
@@ -180,12 +187,7 @@ void decode_batch(const Transformer& tf, std::span<Session* const> sessions, std
     }
     l.o->forward(at, B, h);
     kernels::add_inplace(x, h, static_cast<size_t>(B * hidden));
-    kernels::rmsnorm(x, l.post_attention_norm.data(), B, hidden, eps, h);
-    l.gate->forward(h, B, g);
-    l.up->forward(h, B, u);
-    kernels::silu_mul(g, u, g, static_cast<size_t>(B * c.intermediate_size));
-    l.down->forward(g, B, h);
-    kernels::add_inplace(x, h, static_cast<size_t>(B * hidden));
+    mlp_residual(l, c, x, B, h, g, u);
   }
   for (int64_t b = 0; b < B; ++b) ++sessions[static_cast<size_t>(b)]->position_;
   kernels::rmsnorm(x, tf.final_norm().data(), B, hidden, eps, h);
