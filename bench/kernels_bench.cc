@@ -3,6 +3,9 @@
 //   Machine/Sgemm                     -- OpenBLAS cblas_sgemm on fp32 with all pool threads
 //   Linear/<dtype>/N/K/m              -- kernels::linear; counters GB/s (weight bytes) and GFLOP/s
 //   LinearPath/<path>/N/K/m           -- the gemv and tiled-sgemm paths at small m, to place the crossover
+//   CalibGemm/<bf16|f32>/N/K/m        -- the calibration pipeline's products: linear_bf16 (AMX where the CPU
+//                                        has it) vs fp32 kernels::linear on an fp32 weight, same shapes
+//   CalibGram/<bf16|f32>/cols/rows    -- Hessian X^T X blocks: gram_bf16_lower vs gram_f32_lower
 //   Elementwise/...                   -- rmsnorm, silu_mul, softmax fast vs _ref
 // Weights are "cold": each iteration uses the next of enough copies to total >= 1 GiB, so the weight
 // bytes come from DRAM as they do in a real decode step, not from the (large) last-level cache.
@@ -24,6 +27,7 @@
 #include <vector>
 
 #include "io/dtype.h"
+#include "runtime/gemm_bf16.h"
 #include "runtime/kernels.h"
 #include "runtime/kernels_hwy.h"
 #include "runtime/kernels_linear.h"
@@ -192,6 +196,52 @@ void BM_LinearPath(benchmark::State& state) {
   set_counters(state, static_cast<double>(w.bytes_each), 2.0 * static_cast<double>(m * N * K));
 }
 
+// The calibration pipeline's products (weights warm: the pipeline reuses one layer for every sample).
+template <bool kBf16, int kThreads>
+void BM_CalibGemm(benchmark::State& state) {
+  set_global_threads(kThreads);
+  const int64_t N = state.range(0), K = state.range(1), m = state.range(2);
+  const std::vector<float> w = random_floats(static_cast<size_t>(N * K), 2);
+  const std::vector<float> x = random_floats(static_cast<size_t>(m * K), 3);
+  std::vector<float> y(static_cast<size_t>(m * N));
+  const Bf16Weight packed = kBf16 ? Bf16Weight(w.data(), N, K) : Bf16Weight();
+  for (auto _ : state) {
+    if (kBf16)
+      linear_bf16(x.data(), m, packed, nullptr, y.data());
+    else
+      linear(x.data(), m, DenseWeight{DType::F32, w.data(), N, K}, nullptr, y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["AMX"] = kBf16 && bf16_gemm_uses_amx() ? 1 : 0;
+  set_counters(state, static_cast<double>(N * K) * (kBf16 ? 2 : 4), 2.0 * static_cast<double>(m * N * K));
+}
+
+template <bool kBf16, int kThreads>
+void BM_CalibGram(benchmark::State& state) {
+  set_global_threads(kThreads);
+  const int64_t cols = state.range(0), rows = state.range(1);
+  const std::vector<float> x = random_floats(static_cast<size_t>(rows * cols), 4);
+  std::vector<double> sum(static_cast<size_t>(cols * cols));
+  for (auto _ : state) {
+    if (kBf16)
+      gram_bf16_lower(x.data(), rows, cols, sum.data());
+    else
+      gram_f32_lower(x.data(), rows, cols, sum.data());
+    benchmark::ClobberMemory();
+  }
+  // Useful flops: the lower triangle, rows * cols * (cols + 1).
+  set_counters(state, 0, static_cast<double>(rows) * static_cast<double>(cols * (cols + 1)));
+}
+
+void calib_gemm_args(benchmark::internal::Benchmark* b) {
+  for (auto [N, K] :
+       std::vector<std::pair<int64_t, int64_t>>{{768, 768}, {2048, 768}, {768, 2048}, {4096, 4096}})
+    b->Args({N, K, 512});
+}
+void calib_gram_args(benchmark::internal::Benchmark* b) {
+  for (int64_t cols : {768, 2048}) b->Args({cols, 2048});
+}
+
 // (N, K) of the reference model (hidden 768, k/v 256, MLP 2048, vocab 32000) and of Llama-3.1-8B.
 const std::vector<std::pair<int64_t, int64_t>> kShapes = {{768, 768},    {256, 768},   {2048, 768},
                                                           {768, 2048},   {32000, 768}, {4096, 4096},
@@ -244,6 +294,27 @@ BENCHMARK(BM_LinearPath<false, 0>)
     ->Name("LinearPath/sgemm")
     ->Apply(path_args)
     ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+BENCHMARK(BM_CalibGemm<true, 0>)
+    ->Name("CalibGemm/bf16")
+    ->Apply(calib_gemm_args)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_CalibGemm<false, 0>)
+    ->Name("CalibGemm/f32")
+    ->Apply(calib_gemm_args)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_CalibGram<true, 0>)
+    ->Name("CalibGram/bf16")
+    ->Apply(calib_gram_args)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_CalibGram<false, 0>)
+    ->Name("CalibGram/f32")
+    ->Apply(calib_gram_args)
+    ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
 // One thread, its CPU time (robust to other tenants).

@@ -1,6 +1,7 @@
 #include "calib/decoder_layer.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "runtime/attention.h"
 #include "runtime/kernels.h"
@@ -65,10 +66,32 @@ uint64_t DecoderLayerF32::bytes() const {
   return n;
 }
 
-DecoderLayerF32 load_decoder_layer(const Model& model, int64_t index) {
+void LinearF32::pack_bf16() {
+  packed = std::make_shared<const kernels::Bf16Weight>(weight.data(), rows, cols);
+  packed_fingerprint = fingerprint();
+}
+
+uint64_t LinearF32::fingerprint() const {
+  uint64_t h = 1469598103934665603ull ^ weight.size();
+  const size_t n = weight.size(), step = std::max<size_t>(1, n / 64);
+  for (size_t i = 0; i < n; i += step) {
+    uint32_t bits = 0;
+    std::memcpy(&bits, &weight[i], sizeof(bits));
+    h = (h ^ bits) * 1099511628211ull;
+  }
+  return h;
+}
+
+void DecoderLayerF32::refresh_packed() {
+  if (precision != CalibPrecision::BF16) return;
+  for (LinearSlot s : kLinearSlots) linear(s).pack_bf16();
+}
+
+DecoderLayerF32 load_decoder_layer(const Model& model, int64_t index, CalibPrecision precision) {
   const LayerWeights& w = model.layer(index);
   DecoderLayerF32 l;
   l.index = index;
+  l.precision = precision;
   l.input_norm = runtime::to_f32(w.input_layernorm);
   l.post_attention_norm = runtime::to_f32(w.post_attention_layernorm);
   l.norm_dtype = w.input_layernorm.dtype;
@@ -79,6 +102,7 @@ DecoderLayerF32 load_decoder_layer(const Model& model, int64_t index) {
   l.gate = load_linear(model, w.gate_proj);
   l.up = load_linear(model, w.up_proj);
   l.down = load_linear(model, w.down_proj);
+  l.refresh_packed();
   return l;
 }
 
@@ -100,6 +124,12 @@ InputSite input_site(LinearSlot slot) {
 }
 
 void linear_f32(const LinearF32& w, const float* x, int64_t m, float* y) {
+  if (w.packed) {
+    if (w.fingerprint() != w.packed_fingerprint)
+      fail("{}: its weights changed after they were packed for bf16 (missing refresh_packed)", w.name);
+    kernels::linear_bf16(x, m, *w.packed, w.bias.empty() ? nullptr : w.bias.data(), y);
+    return;
+  }
   const kernels::DenseWeight dense{DType::F32, w.weight.data(), w.rows, w.cols};
   kernels::linear(x, m, dense, w.bias.empty() ? nullptr : w.bias.data(), y);
 }
@@ -135,10 +165,15 @@ void LayerRunner::attention_block(const DecoderLayerF32& layer, const float* h, 
   runtime::apply_rope(q, tokens, c.num_heads, c.q_dim(), angles_);
   runtime::apply_rope(k, tokens, c.num_kv_heads, c.kv_dim(), angles_);
   if (observer && observer->on_kv) observer->on_kv(k, v, tokens);
-  // A one-layer cache per call: calibration samples are independent sequences.
-  runtime::KVCache cache(1, c.num_kv_heads, c.head_dim, tokens);
-  cache.store(0, 0, tokens, k, v);
-  runtime::causal_attention(q, 0, tokens, cache, 0, {c.num_heads, c.num_kv_heads, c.head_dim}, attn);
+  const runtime::AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim};
+  if (layer.precision == CalibPrecision::BF16) {
+    runtime::causal_attention_bf16(q, k, v, tokens, shape, attn);
+  } else {
+    // A one-layer cache per call: calibration samples are independent sequences.
+    runtime::KVCache cache(1, c.num_kv_heads, c.head_dim, tokens);
+    cache.store(0, 0, tokens, k, v);
+    runtime::causal_attention(q, 0, tokens, cache, 0, shape, attn);
+  }
   if (observer && observer->on_input) observer->on_input(InputSite::O, attn, tokens, c.q_dim());
   linear_f32(layer.o, attn, tokens, out);
 }

@@ -7,11 +7,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "io/dtype.h"
 #include "model/model.h"
+#include "runtime/gemm_bf16.h"
 #include "runtime/rope.h"
 
 namespace lowbit {
@@ -22,12 +24,27 @@ inline constexpr LinearSlot kLinearSlots[] = {LinearSlot::Q,   LinearSlot::K,   
                                               LinearSlot::O,   LinearSlot::Gate, LinearSlot::Up,
                                               LinearSlot::Down};
 
+// How the calibration passes multiply. F32: the fp32 weights and activations as they are. BF16: both operands
+// rounded to bf16 with fp32 sums (runtime/gemm_bf16.h), which is what a bf16 model computes in torch (and so
+// in llm-compressor), and runs on the CPU's AMX tiles where it has them (3-4x the fp32 GEMM on this
+// project's machines). Everything between the products (norms, RoPE, attention, SwiGLU, residuals) stays
+// fp32 either way.
+enum class CalibPrecision { F32, BF16 };
+
 struct LinearF32 {
   std::string name;  // module name, "model.layers.3.mlp.up_proj"
   int64_t rows = 0, cols = 0;
   DType stored_dtype = DType::F32;
   std::vector<float> weight;  // rows x cols
   std::vector<float> bias;    // empty when the module has none
+
+  // BF16 precision: `weight` rounded and packed for the bf16 kernel. Code that changes `weight` must call
+  // pack_bf16() again (DecoderLayerF32::refresh_packed); linear_f32 refuses to run on a stale pack.
+  std::shared_ptr<const kernels::Bf16Weight> packed;
+  uint64_t packed_fingerprint = 0;
+  void pack_bf16();
+  // A cheap fingerprint of `weight` (its size and 64 evenly spread values) to catch a stale pack.
+  uint64_t fingerprint() const;
 };
 
 struct DecoderLayerF32 {
@@ -35,16 +52,21 @@ struct DecoderLayerF32 {
   std::vector<float> input_norm, post_attention_norm;
   DType norm_dtype = DType::F32;
   LinearF32 q, k, v, o, gate, up, down;
+  CalibPrecision precision = CalibPrecision::F32;
 
   LinearF32& linear(LinearSlot slot);
   const LinearF32& linear(LinearSlot slot) const;
   // Bytes of the fp32 copies (what the pipeline holds resident).
   uint64_t bytes() const;
+  // After weights changed: re-packs every linear for BF16 precision (nothing to do for F32).
+  void refresh_packed();
 };
 
-// Copies layer `index` of the model to fp32. The model's mapped pages of that layer are released afterwards
-// (TensorStore::release), so a model larger than RAM streams through one layer at a time.
-DecoderLayerF32 load_decoder_layer(const Model& model, int64_t index);
+// Copies layer `index` of the model to fp32 (and packs it for `precision`). The model's mapped pages of
+// that layer are released afterwards (TensorStore::release), so a model larger than RAM streams through one
+// layer at a time.
+DecoderLayerF32 load_decoder_layer(const Model& model, int64_t index,
+                                   CalibPrecision precision = CalibPrecision::F32);
 
 // Where a linear's input is observed: q/k/v read one input (reported once, as Q), so do gate/up (as Gate).
 enum class InputSite { Attention, O, Mlp, Down };
@@ -86,7 +108,8 @@ class LayerRunner {
   std::vector<float> h_, q_, k_, v_, attn_, gate_, up_, tmp_, residual_;
 };
 
-// y[m x rows] = x[m x cols] * W^T + b, on the global thread pool.
+// y[m x rows] = x[m x cols] * W^T + b, on the global thread pool: with the bf16 kernel when `w` is packed
+// (throws when `weight` changed since it was packed), else in fp32.
 void linear_f32(const LinearF32& w, const float* x, int64_t m, float* y);
 
 }  // namespace lowbit

@@ -58,8 +58,10 @@ struct SiteStats {
       }
     }
     rows += n;
-    if (hessian) {
-      // Batches of samples make one larger X^T X product per flush: the product runs closer to peak.
+    if (hessian && hessian->bf16_inputs()) {
+      hessian->add(x, n);  // accumulates in fp32 tiles itself (kernels::Bf16Gram)
+    } else if (hessian) {
+      // Batches of samples make one larger X^T X product per flush: sgemm runs closer to peak.
       pending.insert(pending.end(), x, x + n * c);
       if (static_cast<int64_t>(pending.size()) >= kHessianBatchRows * c) flush();
     }
@@ -135,6 +137,10 @@ class LayerPipeline {
   void observe(std::vector<std::vector<float>>& hidden);
   void smooth_input(InputSite site, std::vector<float>& norm, const char* norm_name);
   void smooth_linear(InputSite site, LinearF32& prev, LinearF32& next);
+  // After a linear's weights changed: its bf16 pack follows (BF16 precision only).
+  void repack(LinearF32& l) const {
+    if (options_.precision == CalibPrecision::BF16) l.pack_bf16();
+  }
   std::vector<float> awq_scales_for(InputSite site, const std::vector<LinearSlot>& balance,
                                     const std::function<double(const DecoderLayerF32&)>& parent_loss,
                                     const std::string& label);
@@ -170,7 +176,8 @@ void LayerPipeline::observe(std::vector<std::vector<float>>& hidden) {
       st.ch_max.assign(static_cast<size_t>(st.cols), -std::numeric_limits<float>::infinity());
     }
     if (awq) st.abssum.assign(static_cast<size_t>(st.cols), 0.0);
-    if (quantized && (options_.gptq || awq)) st.hessian = std::make_unique<HessianAccumulator>(st.cols);
+    if (quantized && (options_.gptq || awq))
+      st.hessian = std::make_unique<HessianAccumulator>(st.cols, layer_.precision == CalibPrecision::BF16);
     if (awq && input_site) {
       int64_t total = 0;
       for (const std::vector<float>& x : hidden) total += static_cast<int64_t>(x.size()) / hsize;
@@ -214,18 +221,20 @@ std::vector<float> LayerPipeline::awq_scales_for(
   const std::vector<float> w_mean =
       awq_weight_mean(refs, group, compute_dtype_for(layer_.linear(balance.front()).stored_dtype));
   DecoderLayerF32 candidate = layer_;
-  const AwqSearchResult r = awq_search(
-      x_mean.data(), w_mean.data(), st.cols, options_.awq_grid, options_.awq_duo_scaling,
-      [&](const std::vector<float>& scales) {
-        for (LinearSlot slot : balance) {
-          const LinearF32& b = layer_.linear(slot);
-          const QuantScheme* s = quantized_scheme(b.name);
-          if (s == nullptr) continue;
-          awq_fake_quantize_scaled(b.weight.data(), b.rows, b.cols, scales.data(), *s->weights,
-                                   compute_dtype_for(b.stored_dtype), candidate.linear(slot).weight.data());
-        }
-        return parent_loss(candidate);
-      });
+  const AwqSearchResult r =
+      awq_search(x_mean.data(), w_mean.data(), st.cols, options_.awq_grid, options_.awq_duo_scaling,
+                 [&](const std::vector<float>& scales) {
+                   for (LinearSlot slot : balance) {
+                     const LinearF32& b = layer_.linear(slot);
+                     const QuantScheme* s = quantized_scheme(b.name);
+                     if (s == nullptr) continue;
+                     LinearF32& target = candidate.linear(slot);
+                     awq_fake_quantize_scaled(b.weight.data(), b.rows, b.cols, scales.data(), *s->weights,
+                                              compute_dtype_for(b.stored_dtype), target.weight.data());
+                     repack(target);
+                   }
+                   return parent_loss(candidate);
+                 });
   log_.lines.push_back(fmt::format("awq {}: ratio {:.2f}{}, loss {:.4g} (identity scales: {:.4g})", label,
                                    r.best_ratio, r.best_duo ? " duo" : "", r.best_loss, r.initial_loss));
   return r.scales;
@@ -289,6 +298,7 @@ void LayerPipeline::smooth_input(InputSite site, std::vector<float>& norm, const
     LinearF32& b = layer_.linear(slot);
     scale_columns(b.weight.data(), b.rows, b.cols, s.data());
     round_to_dtype(b.weight, b.stored_dtype);
+    repack(b);
     changed_.insert(b.name + ".weight");
   }
   if (!hessians_[site_index(site)].empty())
@@ -317,6 +327,8 @@ void LayerPipeline::smooth_linear(InputSite site, LinearF32& prev, LinearF32& ne
   round_to_dtype(prev.bias, prev.stored_dtype);
   scale_columns(next.weight.data(), next.rows, next.cols, s.data());
   round_to_dtype(next.weight, next.stored_dtype);
+  repack(prev);
+  repack(next);
   changed_.insert(prev.name + ".weight");
   if (!prev.bias.empty()) changed_.insert(prev.name + ".bias");
   changed_.insert(next.name + ".weight");
@@ -353,6 +365,7 @@ void LayerPipeline::quantize(std::vector<ModuleQuantization>& out) {
       q = quantize_weight_rtn(lin.name, lin.weight.data(), lin.rows, lin.cols, lin.stored_dtype, *scheme);
     }
     lin.weight = q.dequantize();  // the next layer's inputs come from the quantized layer
+    repack(lin);
     changed_.erase(lin.name + ".weight");
     out.push_back(std::move(q));
   }
@@ -364,7 +377,7 @@ void LayerPipeline::run(int64_t index, std::vector<std::vector<float>>& hidden, 
   log_ = LayerReport{};
   log_.layer = index;
   changed_.clear();
-  layer_ = load_decoder_layer(model_, index);
+  layer_ = load_decoder_layer(model_, index, options_.precision);
   report_.max_layer_bytes = std::max(report_.max_layer_bytes, layer_.bytes());
 
   stage("observe");

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "calib/calib_data.h"
+#include "calib/decoder_layer.h"
 #include "calib/static_scales.h"
 #include "model/model.h"
 #include "quant/gptq.h"
@@ -49,6 +50,10 @@ struct PipelineOptions {
 
   bool gptq = false;
   GptqOptions gptq_options;  // actorder comes from each scheme's weight args
+
+  // The arithmetic of the calibration passes (calib/decoder_layer.h). The CLI's default follows the model's
+  // dtype: BF16 for bf16 checkpoints, as llm-compressor calibrates a bf16 model in bf16.
+  CalibPrecision precision = CalibPrecision::F32;
 
   // false: smoothing only, nothing is quantized; every changed weight is delivered through sink.tensor
   // (tests use it to check that folding leaves the model's function unchanged).

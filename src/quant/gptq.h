@@ -56,6 +56,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,6 +65,7 @@
 #include "quant/model_quantizer.h"
 #include "quant/quant_args.h"
 #include "quant/scheme.h"
+#include "runtime/gemm_bf16.h"
 
 namespace lowbit {
 
@@ -75,12 +77,15 @@ struct GptqOptions {
 };
 
 // Accumulates H = 2/N * sum x x^T over calibration input rows. add() multiplies the sample's rows in fp32
-// (single-threaded sgemm / ssyrk on tiles of the cols x cols lower triangle, tiles spread over the global
-// pool) and adds the tile products into an fp64 accumulator, so rounding grows with the tokens of one sample
-// only, never with the number of samples.
+// (the lower triangle, on the global pool: runtime/gemm_bf16.h) and adds the products into an fp64
+// accumulator, so rounding grows with the tokens of one sample only, never with the number of samples.
+// With bf16_inputs the rows are first rounded to bf16, as the linears of a bf16 calibration pass see them
+// (llm-compressor's Hessians are products of the bf16 activations too); that product runs on AMX tiles
+// where the CPU has them, accumulating in fp32 over up to 8192 rows before each fp64 flush
+// (kernels::Bf16Gram), so callers may add one sample at a time.
 class HessianAccumulator {
  public:
-  explicit HessianAccumulator(int64_t cols);
+  explicit HessianAccumulator(int64_t cols, bool bf16_inputs = false);
 
   // One calibration sample: rows x cols fp32 inputs, row-major ([tokens, in_features]). rows may be 0
   // (the sample still counts). Non-finite inputs are rejected.
@@ -89,14 +94,17 @@ class HessianAccumulator {
   int64_t cols() const { return cols_; }
   int64_t samples() const { return samples_; }
   int64_t rows_seen() const { return rows_seen_; }
+  bool bf16_inputs() const { return bf16_inputs_; }
   // cols x cols, symmetric, 2/N * sum x x^T. Throws when no sample was added.
   std::vector<double> hessian() const;
 
  private:
   int64_t cols_;
+  bool bf16_inputs_ = false;
+  std::unique_ptr<kernels::Bf16Gram> gram_;  // bf16_inputs only; flushed (mutably) by hessian()
   int64_t samples_ = 0;
   int64_t rows_seen_ = 0;
-  std::vector<double> sum_;  // lower triangle (row >= col) of sum x x^T, row-major cols x cols
+  mutable std::vector<double> sum_;  // lower triangle (row >= col) of sum x x^T, row-major cols x cols
 };
 
 struct GptqStats {

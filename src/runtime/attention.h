@@ -23,4 +23,15 @@ struct AttentionShape {
 void causal_attention(const float* q, int64_t first, int64_t count, const KVCache& cache, int64_t layer,
                       const AttentionShape& shape, float* out);
 
+// Causal attention of one sequence starting at position 0, in the bf16 arithmetic of runtime/gemm_bf16.h:
+// q and k rounded to bf16 for the scores, the softmax in fp32, its weights and v rounded to bf16 for the
+// weighted sum, fp32 sums (what torch computes for a bf16 model). The calibration pipeline's BF16 passes use
+// it. k (after RoPE) and v: [count][num_kv_heads * head_dim]; q and out as for causal_attention.
+void causal_attention_bf16(const float* q, const float* k, const float* v, int64_t count,
+                           const AttentionShape& shape, float* out);
+// Scalar reference (double sums and softmax, the same roundings). The fast version differs by fp32
+// summation order and by at most one bf16 step of a softmax weight that falls next to a rounding boundary.
+void causal_attention_bf16_ref(const float* q, const float* k, const float* v, int64_t count,
+                               const AttentionShape& shape, float* out);
+
 }  // namespace lowbit::runtime

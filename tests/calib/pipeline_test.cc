@@ -143,9 +143,11 @@ double logit_mse(const std::vector<float>& a, const std::vector<float>& b) {
 
 // Quantizes through export_model (pipeline as the source) and returns the loaded model's logits.
 std::vector<float> quantize_and_load(const Model& model, const QuantPlan& plan, const CalibDataset& data,
-                                     const std::string& method, const fs::path& out) {
+                                     const std::string& method, const fs::path& out,
+                                     CalibPrecision precision = CalibPrecision::F32) {
   ExportOptions eo;
-  const PipelineOptions po = pipeline_options_for(method);
+  PipelineOptions po = pipeline_options_for(method);
+  po.precision = precision;
   if (method != "rtn") {
     eo.source = [&](const ModelSink& sink) { run_sequential_pipeline(model, plan, data, po, sink, nullptr); };
   }
@@ -182,6 +184,49 @@ TEST(Pipeline, GptqBeatsRtnEndToEndAndExportsLoad) {
       EXPECT_TRUE(f.contains("model.layers.0.mlp.down_proj.weight_g_idx"));
     }
   }
+}
+
+// The BF16 calibration passes (bf16 operands, fp32 sums; AMX where available) drive every method: GPTQ and
+// AWQ still beat RTN, and the result stays close to the fp32 passes' (the Hessians and activations differ
+// only by bf16 rounding).
+TEST(Pipeline, Bf16PassesBeatRtnAndTrackFp32) {
+  const testing::TempDir tmp("pipeline_bf16");
+  testing::TinySpec spec;
+  spec.hidden = 64;
+  spec.intermediate = 96;
+  spec.layers = 2;
+  const testing::TinyModel tiny = testing::write_tiny_model(tmp.path() / "model", spec);
+  auto model = Model::open(tiny.dir);
+  const CalibDataset data = random_data(spec.vocab, 8, 48, 5);
+  const std::vector<float> ref = logits_of(*model, data);
+  const QuantPlan plan = plan_for(*model, "W4A16", 16);
+  const double rtn = logit_mse(ref, quantize_and_load(*model, plan, data, "rtn", tmp.path() / "rtn"));
+  for (const std::string method : {"gptq", "awq"}) {
+    const double f32 =
+        logit_mse(ref, quantize_and_load(*model, plan, data, method, tmp.path() / (method + "_f32")));
+    const double bf16 = logit_mse(
+        ref,
+        quantize_and_load(*model, plan, data, method, tmp.path() / (method + "_bf16"), CalibPrecision::BF16));
+    EXPECT_LT(bf16, rtn) << method;
+    EXPECT_NEAR(bf16, f32, 0.25 * f32) << method;
+  }
+}
+
+TEST(Pipeline, StaleBf16PackIsAnError) {
+  LinearF32 lin;
+  lin.name = "layer.proj";
+  lin.rows = 4;
+  lin.cols = 8;
+  lin.weight.assign(32, 0.5f);
+  lin.pack_bf16();
+  std::vector<float> x(8, 1.0f), y(4);
+  linear_f32(lin, x.data(), 1, y.data());
+  EXPECT_FLOAT_EQ(y[0], 4.0f);
+  lin.weight[0] = 2.0f;  // changed without pack_bf16()
+  EXPECT_THROW(linear_f32(lin, x.data(), 1, y.data()), Error);
+  lin.pack_bf16();
+  linear_f32(lin, x.data(), 1, y.data());
+  EXPECT_FLOAT_EQ(y[0], 5.5f);
 }
 
 TEST(Pipeline, IgnoredModulesAndStaticScales) {
