@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <map>
 #include <optional>
 
 #include "apps/cli/commands.h"
@@ -14,6 +15,10 @@
 #include "calib/pipeline.h"
 #include "calib/static_scales.h"
 #include "export/compressed_tensors_writer.h"
+#include "quant/model_quantizer.h"
+#include "quant/presets.h"
+#include "runtime/gemm_bf16.h"
+#include "sensitivity/selection.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/files.h"
@@ -41,7 +46,16 @@ struct QuantizeArgs {
   std::optional<int64_t> awq_search_tokens;
   bool no_duo_scaling = false;
   bool no_awq_clip = false;
+  std::string calib_precision = "auto";  // auto | bf16 | fp32
   bool overwrite = false;
+  // Selective quantization (sensitivity/selection.h).
+  std::string sensitivity;  // sensitivity.json
+  std::optional<int64_t> keep_sensitive;
+  std::optional<uint64_t> max_size;
+  std::optional<double> target_bits;
+  std::string keep_scheme;
+  std::string selector = "sensitivity";
+  uint64_t selector_seed = 42;
 };
 
 template <typename T>
@@ -60,8 +74,14 @@ T method_arg(const nlohmann::json& args, const char* key, std::optional<T> flag,
 // The pipeline's options from the method, the recipe's modifier arguments and the flags. GPTQ's activation
 // ordering goes into the scheme's weight args (as llm-compressor does), so the exported config records it
 // and the quantizer reads it from there.
-PipelineOptions pipeline_options(const QuantizeArgs& args, QuantRecipe& recipe) {
+PipelineOptions pipeline_options(const QuantizeArgs& args, QuantRecipe& recipe, const Model& model) {
   PipelineOptions o = pipeline_options_for(recipe.method);
+  // auto: the model's own dtype, as llm-compressor runs a bf16 model's calibration passes in bf16.
+  if (args.calib_precision == "bf16" || (args.calib_precision == "auto" && model.num_layers() > 0 &&
+                                         model.layer(0).q_proj.weight.dtype == DType::BF16))
+    o.precision = CalibPrecision::BF16;
+  else if (args.calib_precision != "fp32" && args.calib_precision != "auto")
+    fail("--calib-precision {}: expected auto, bf16 or fp32", args.calib_precision);
   const nlohmann::json& m = recipe.method_args;
   o.smoothing_strength = method_arg<float>(m, "smoothing_strength", args.smoothing_strength, 0.5f);
   if (o.smoothing_strength < 0.0f || o.smoothing_strength > 1.0f)
@@ -95,6 +115,56 @@ PipelineOptions pipeline_options(const QuantizeArgs& args, QuantRecipe& recipe) 
   return o;
 }
 
+bool selection_requested(const QuantizeArgs& a) {
+  return a.keep_sensitive || a.max_size || a.target_bits;
+}
+
+// --keep-sensitive / --max-size / --target-bits: picks the modules to keep and writes them into the recipe
+// (ignore entries, or a config group with --keep-scheme) before the plan is resolved, so every method
+// (RTN, GPTQ, AWQ, ...) quantizes the same selection and the export records it.
+std::optional<sensitivity::Selection> select_kept_modules(const QuantizeArgs& args, const Model& model,
+                                                          QuantRecipe& recipe) {
+  if (!selection_requested(args)) {
+    if (!args.sensitivity.empty() || !args.keep_scheme.empty())
+      fail("--sensitivity / --keep-scheme need --keep-sensitive N, --max-size BYTES or --target-bits B");
+    return std::nullopt;
+  }
+  sensitivity::SelectionRequest req;
+  req.selector = sensitivity::parse_selector(args.selector);
+  req.seed = args.selector_seed;
+  req.keep_count = args.keep_sensitive;
+  req.max_bytes = args.max_size;
+  req.target_bits = args.target_bits;
+  if (args.format != "auto") req.format = args.format;
+  if (!args.keep_scheme.empty()) req.keep_scheme = preset_scheme(args.keep_scheme, {});
+  std::map<std::string, double> scores;
+  if (req.selector == sensitivity::Selector::Sensitivity) {
+    if (args.sensitivity.empty())
+      fail("--selector sensitivity needs --sensitivity REPORT/sensitivity.json (from `lowbit sensitivity`)");
+    const nlohmann::json report = nlohmann::json::parse(read_file(args.sensitivity));
+    scores = sensitivity::sensitivity_scores(report, args.sensitivity);
+    if (report.value("scheme", "") != recipe.source)
+      fmt::print(stderr, "warning: {} was measured for {}, quantizing with {}\n", args.sensitivity,
+                 report.value("scheme", "?"), recipe.source);
+  }
+  const QuantPlan full = resolve_plan(recipe, model_modules(model));  // warnings: printed by plan_for later
+  const std::vector<sensitivity::Candidate> candidates =
+      sensitivity::make_candidates(model, full, req, scores);
+  const sensitivity::Selection sel = sensitivity::select_modules(
+      candidates, sensitivity::planned_export_bytes(model, full, req.format), req);
+  for (const std::string& note : sel.notes) fmt::print(stderr, "note: {}\n", note);
+  fmt::print(stderr, "selection ({}): keeping {} of {} modules{}: {}\n", sensitivity::to_string(sel.selector),
+             sel.kept.size(), candidates.size(),
+             args.keep_scheme.empty() ? " unquantized" : " at " + args.keep_scheme, fmt::join(sel.kept, " "));
+  if (sel.budget && *sel.budget < sel.size_all_quantized)
+    fail("the size budget ({} bytes) is below the size with every module quantized ({} bytes)", *sel.budget,
+         sel.size_all_quantized);
+  if (!candidates.empty() && sel.kept.size() == candidates.size() && !req.keep_scheme)
+    fail("the selection keeps every targeted module unquantized: nothing would be quantized");
+  sensitivity::apply_selection(recipe, sel, req);
+  return sel;
+}
+
 std::string mib(uint64_t bytes) {
   return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
 }
@@ -105,7 +175,8 @@ int run_quantize(const QuantizeArgs& args) {
   const std::unique_ptr<Model> model = open_model_for_quantization(args.model);
   QuantRecipe recipe = recipe_from_flags(args.recipe);
   const bool pipeline = method_needs_pipeline(recipe.method);
-  const PipelineOptions pipeline_opts = pipeline_options(args, recipe);
+  const PipelineOptions pipeline_opts = pipeline_options(args, recipe, *model);
+  const std::optional<sensitivity::Selection> selection = select_kept_modules(args, *model, recipe);
   const QuantPlan plan = plan_for(*model, recipe);
   ExportOptions options;
   options.format = parse_export_format(args.format);
@@ -126,6 +197,11 @@ int run_quantize(const QuantizeArgs& args) {
     data = load_calibration_data(Tokenizer::load(args.model), co);
     fmt::print(stderr, "calibration: {}\n", data->describe());
     for (const std::string& note : data->notes) fmt::print(stderr, "note: {}\n", note);
+    if (pipeline)
+      fmt::print(stderr, "calibration passes: {}\n",
+                 pipeline_opts.precision == CalibPrecision::F32 ? "fp32"
+                 : kernels::bf16_gemm_uses_amx()                ? "bf16 operands, fp32 sums (AMX)"
+                                                 : "bf16 operands, fp32 sums (no AMX: fp32 kernels)");
   }
 
   Calibration calibration;
@@ -184,12 +260,17 @@ int run_quantize(const QuantizeArgs& args) {
                           {"calibration_tokens", data ? data->tokens() : 0},
                           {"calibration", data ? data->describe() : ""},
                           {"calibration_offsets", data ? data->offsets : std::vector<int64_t>{}},
+                          {"calib_precision", !pipeline ? "none"
+                                              : pipeline_opts.precision == CalibPrecision::BF16
+                                                  ? (kernels::bf16_gemm_uses_amx() ? "bf16 (amx)" : "bf16")
+                                                  : "fp32"},
                           {"seconds", seconds},
                           {"export_seconds", s.seconds},
                           {"peak_rss_bytes", rss},
                           {"files", s.files},
                           {"warnings", plan.warnings},
                           {"notes", s.notes}};
+    if (selection) out["selection"] = sensitivity::to_json(*selection);
     if (report) {
       nlohmann::json layers = nlohmann::json::array();
       for (const LayerReport& l : report->layers)
@@ -226,6 +307,12 @@ int run_quantize(const QuantizeArgs& args) {
                mib(report->max_layer_bytes));
   if (report)
     for (const std::string& w : report->warnings) fmt::print("warning: {}\n", w);
+  if (selection)
+    fmt::print("  kept ({})  {} modules{}\n", sensitivity::to_string(selection->selector),
+               selection->kept.size(),
+               selection->budget
+                   ? fmt::format(", {} of {} budget bytes", selection->size_selected, *selection->budget)
+                   : "");
   fmt::print("  time                   {:.2f} s (export {:.2f} s)\n", seconds, s.seconds);
   fmt::print("  peak RSS               {}\n", mib(rss));
   for (const std::string& note : s.notes) fmt::print("note: {}\n", note);
@@ -248,7 +335,9 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
       "  lowbit quantize MODEL --scheme W4A16 --method awq --calib data.jsonl -o out/w4-awq\n"
       "  lowbit quantize MODEL --scheme W8A8 --method smoothquant+gptq --calib calib.txt -o out/w8a8\n"
       "  lowbit quantize MODEL --scheme FP8 --calib calib.txt --kv-cache fp8 -o out/fp8\n"
-      "  lowbit quantize MODEL --recipe recipe.yaml --format fake-quant -o out/fq");
+      "  lowbit quantize MODEL --recipe recipe.yaml --format fake-quant -o out/fq\n"
+      "  lowbit quantize MODEL --scheme W4A16 --sensitivity report/sensitivity.json --target-bits 4.6 -o "
+      "out/w4sel");
   cmd->add_option("model", args->model, "Model folder (Hugging Face, safetensors)")
       ->required()
       ->check(CLI::ExistingDirectory);
@@ -282,7 +371,30 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-duo-scaling", args->no_duo_scaling, "AWQ: scales from activations only (x^r)");
   cmd->add_flag("--no-awq-clip", args->no_awq_clip, "AWQ: skip the weight clipping search");
+  cmd->add_option(
+         "--calib-precision", args->calib_precision,
+         "Arithmetic of the calibration passes: bf16 (operands rounded to bf16, fp32 sums; AMX where "
+         "the CPU has it), fp32, or auto (bf16 for bf16 models, as llm-compressor)")
+      ->capture_default_str();
   cmd->add_flag("--overwrite", args->overwrite, "Replace an existing output folder");
+  cmd->add_option("--sensitivity", args->sensitivity,
+                  "sensitivity.json from `lowbit sensitivity` (scores of --selector sensitivity)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--keep-sensitive", args->keep_sensitive,
+                  "Keep the N most sensitive modules in high precision")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option(
+      "--max-size", args->max_size,
+      "Keep modules in high precision while the exported tensors stay within BYTES (greedy KL per byte)");
+  cmd->add_option("--target-bits", args->target_bits,
+                  "Like --max-size, as bits per weight over the targeted modules (scales included)");
+  cmd->add_option("--keep-scheme", args->keep_scheme,
+                  "Scheme of the kept modules (e.g. W8A16); default: left unquantized");
+  cmd->add_option("--selector", args->selector,
+                  "How kept modules are chosen: sensitivity | random | weight-stats")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"sensitivity", "random", "weight-stats"}));
+  cmd->add_option("--selector-seed", args->selector_seed, "Seed of --selector random")->capture_default_str();
   add_common_options(cmd, args->common);
   commands.emplace_back(cmd, [args] { return run_quantize(*args); });
 }

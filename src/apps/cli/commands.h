@@ -26,6 +26,7 @@ void register_bench(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& co
 void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
 void register_plan(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
 void register_eval(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
+void register_sensitivity(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& commands);
 
 // Adds --threads and --json to a subcommand.
 void add_common_options(CLI::App* cmd, CommonOptions& options);

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
       "  lowbit generate models/stories260K --prompt \"Once upon a time\"\n"
       "  lowbit ppl MODEL_DIR --data wiki.test.raw --ctx 512 --json\n"
       "  lowbit quantize MODEL_DIR --scheme W4A16 -o out/w4a16\n"
+      "  lowbit sensitivity MODEL_DIR --scheme W4A16 --calib calib.txt -o report/\n"
       "  lowbit eval BASE_DIR QUANT_DIR --task hellaswag --data hellaswag_val.jsonl\n"
       "  lowbit convert llama2c stories260K.bin --tokenizer tok512.bin -o out/stories260K\n"
       "Run `lowbit COMMAND --help` for a command's options.");
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   register_quantize(app, commands);
   register_plan(app, commands);
   register_eval(app, commands);
+  register_sensitivity(app, commands);
 
   CLI11_PARSE(app, argc, argv);
   try {
