@@ -5,7 +5,7 @@
 //   LinearPath/<path>/N/K/m           -- the gemv and tiled-sgemm paths at small m, to place the crossover
 //   CalibGemm/<bf16|f32>/N/K/m        -- the calibration pipeline's products: linear_bf16 (AMX where the CPU
 //                                        has it) vs fp32 kernels::linear on an fp32 weight, same shapes
-//   CalibGram/<bf16|f32>/cols/rows    -- Hessian X^T X blocks: gram_bf16_lower vs gram_f32_lower
+//   CalibGram/<bf16|f32>/cols/rows    -- Hessian X^T X blocks: Bf16Gram (AMX) vs gram_f32_lower
 //   Elementwise/...                   -- rmsnorm, silu_mul, softmax fast vs _ref
 // Weights are "cold": each iteration uses the next of enough copies to total >= 1 GiB, so the weight
 // bytes come from DRAM as they do in a real decode step, not from the (large) last-level cache.
@@ -216,15 +216,18 @@ void BM_CalibGemm(benchmark::State& state) {
   set_counters(state, static_cast<double>(N * K) * (kBf16 ? 2 : 4), 2.0 * static_cast<double>(m * N * K));
 }
 
+// The Hessian blocks as the pipeline computes them: bf16 through a running kernels::Bf16Gram (fp32 tile
+// accumulator, flushed into fp64 every 8192 rows), fp32 through gram_f32_lower on 2048-row batches.
 template <bool kBf16, int kThreads>
 void BM_CalibGram(benchmark::State& state) {
   set_global_threads(kThreads);
   const int64_t cols = state.range(0), rows = state.range(1);
   const std::vector<float> x = random_floats(static_cast<size_t>(rows * cols), 4);
   std::vector<double> sum(static_cast<size_t>(cols * cols));
+  Bf16Gram gram(cols);
   for (auto _ : state) {
     if (kBf16)
-      gram_bf16_lower(x.data(), rows, cols, sum.data());
+      gram.add(x.data(), rows, sum.data());
     else
       gram_f32_lower(x.data(), rows, cols, sum.data());
     benchmark::ClobberMemory();

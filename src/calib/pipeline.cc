@@ -58,7 +58,7 @@ struct SiteStats {
       }
     }
     rows += n;
-    if (hessian && hessian->bf16_inputs()) {
+    if (hessian && !hessian->prefers_batches()) {
       hessian->add(x, n);  // accumulates in fp32 tiles itself (kernels::Bf16Gram)
     } else if (hessian) {
       // Batches of samples make one larger X^T X product per flush: sgemm runs closer to peak.

@@ -82,7 +82,7 @@ struct GptqOptions {
 // With bf16_inputs the rows are first rounded to bf16, as the linears of a bf16 calibration pass see them
 // (llm-compressor's Hessians are products of the bf16 activations too); that product runs on AMX tiles
 // where the CPU has them, accumulating in fp32 over up to 8192 rows before each fp64 flush
-// (kernels::Bf16Gram), so callers may add one sample at a time.
+// (kernels::Bf16Gram); prefers_batches() says whether batching rows before add() pays.
 class HessianAccumulator {
  public:
   explicit HessianAccumulator(int64_t cols, bool bf16_inputs = false);
@@ -94,7 +94,8 @@ class HessianAccumulator {
   int64_t cols() const { return cols_; }
   int64_t samples() const { return samples_; }
   int64_t rows_seen() const { return rows_seen_; }
-  bool bf16_inputs() const { return bf16_inputs_; }
+  // Whether add() prefers large blocks of rows (the sgemm paths) over one sample at a time (AMX tiles).
+  bool prefers_batches() const { return !gram_ || !gram_->accumulates_in_tiles(); }
   // cols x cols, symmetric, 2/N * sum x x^T. Throws when no sample was added.
   std::vector<double> hessian() const;
 

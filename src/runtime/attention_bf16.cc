@@ -40,6 +40,17 @@ struct Task {
   int64_t kv_head, t0, t1;
 };
 
+// Writes a task's stacked result (row j * rows + r = head j of the group, query t0 + r) back to
+// out [tokens][num_heads * head_dim].
+void scatter_heads(const float* result, const Task& task, const AttentionShape& s, float* out) {
+  const int64_t d = s.head_dim, group = s.num_heads / s.num_kv_heads, q_dim = s.num_heads * d;
+  const int64_t rows = task.t1 - task.t0;
+  for (int64_t j = 0; j < group; ++j)
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(out + (task.t0 + r) * q_dim + (task.kv_head * group + j) * d, result + (j * rows + r) * d,
+                  static_cast<size_t>(d) * sizeof(float));
+}
+
 std::vector<Task> tasks_for(int64_t count, const AttentionShape& s) {
   // The last (most expensive) query blocks first, so that dynamic scheduling ends with cheap tasks.
   std::vector<Task> tasks;
@@ -102,10 +113,7 @@ void attention_amx(const float* q, const float* k, const float* v, int64_t count
       result.resize(static_cast<size_t>(m * d));
       kernels::amx::gemm_tiles(a.data(), p_depth, value_panels_data + task.kv_head * value_panel_elems,
                                pv_depth, p_depth, result.data(), d, m, d);
-      for (int64_t j = 0; j < group; ++j)
-        for (int64_t r = 0; r < rows; ++r)
-          std::memcpy(out + (task.t0 + r) * q_dim + (task.kv_head * group + j) * d,
-                      result.data() + (j * rows + r) * d, static_cast<size_t>(d) * sizeof(float));
+      scatter_heads(result.data(), task, s, out);
     }
   });
 }
@@ -146,10 +154,7 @@ void attention_sgemm(const float* q, const float* k, const float* v, int64_t cou
                   static_cast<int>(keys_seen), 1.0f, scores.data(), static_cast<int>(keys_seen),
                   vr.data() + task.kv_head * d, static_cast<int>(kv_dim), 0.0f, result.data(),
                   static_cast<int>(d));
-      for (int64_t j = 0; j < group; ++j)
-        for (int64_t r = 0; r < rows; ++r)
-          std::memcpy(out + (task.t0 + r) * q_dim + (task.kv_head * group + j) * d,
-                      result.data() + (j * rows + r) * d, static_cast<size_t>(d) * sizeof(float));
+      scatter_heads(result.data(), task, s, out);
     }
   });
 }

@@ -21,7 +21,7 @@ namespace {
 // 768-wide matrix still splits into several tiles for the pool.
 constexpr int64_t kGramTile = 192;
 
-// AMX blocking (see linear_bf16 / gram_bf16_lower): bytes of A one work item keeps hot in L2, 32-column
+// AMX blocking (see linear_bf16 / Bf16Gram::add): bytes of A one work item keeps hot in L2, 32-column
 // panel pairs per linear work item, and rows of a Gram strip.
 constexpr int64_t kRowBlockBytes = int64_t{512} << 10;
 constexpr int64_t kPairsPerItem = 4;
@@ -184,28 +184,10 @@ void gram_bf16_lower(const float* x, int64_t rows, int64_t cols, double* sum) {
     gram_f32_lower(xr.data(), rows, cols, sum);
     return;
   }
-  const int64_t depth = round_up(rows, 32), padded = round_up(cols, 32);
-  uint16_t *a_data = nullptr, *b_data = nullptr;
-  pack_gram_operands(x, rows, cols, &a_data, &b_data);
-  // One strip of kGramStrip rows of the lower triangle per work item (its A block stays in L2 while the
-  // panels of B stream past it once), big and small strips interleaved so the pool's contiguous chunks
-  // get similar work.
-  const int64_t strip_rows = std::min(kGramStrip, padded);
-  const std::vector<int64_t> order = strip_order((padded + strip_rows - 1) / strip_rows);
-  global_pool().parallel_for(order.size(), 1, [&](size_t begin, size_t end) {
-    thread_local std::vector<float> strip;
-    strip.resize(std::max(strip.size(), static_cast<size_t>(strip_rows * padded)));
-    for (size_t t = begin; t < end; ++t) {
-      const int64_t r0 = order[t] * strip_rows;
-      const int64_t nr = std::min(strip_rows, cols - r0), nc = std::min(cols, r0 + strip_rows);
-      amx::gemm_tiles(a_data + r0 * depth, depth, b_data, depth, depth, strip.data(), padded, nr, nc);
-      for (int64_t i = 0; i < nr; ++i) {
-        double* dst = sum + (r0 + i) * cols;
-        const float* src = strip.data() + i * padded;
-        for (int64_t j = 0; j <= r0 + i; ++j) dst[j] += static_cast<double>(src[j]);
-      }
-    }
-  });
+  // One product accumulated in fp32 tiles and flushed once.
+  Bf16Gram gram(cols, rows);
+  gram.add(x, rows, sum);
+  gram.flush(sum);
 }
 
 Bf16Gram::Bf16Gram(int64_t cols, int64_t flush_rows)

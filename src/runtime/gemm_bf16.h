@@ -62,6 +62,9 @@ class Bf16Gram {
   // sum (cols x cols, lower triangle) += the block's products, possibly deferred until flush().
   void add(const float* x, int64_t rows, double* sum);
   void flush(double* sum);
+  // True when blocks go straight into the AMX tiles' fp32 accumulator; false on the fallback path, whose
+  // sgemm runs faster on larger blocks (callers may batch rows for it).
+  bool accumulates_in_tiles() const { return amx_; }
 
  private:
   int64_t cols_, padded_, flush_rows_;

@@ -29,14 +29,20 @@ std::string escape(const std::string& s) {
   return out;
 }
 
-// The log10 range [lo, hi] of the positive values (a decade wide at least).
-std::pair<double, double> log_range(const std::vector<double>& values) {
+// The smallest and largest log10 of the positive values; {+inf, -inf} when there is none.
+std::pair<double, double> log_extent(const std::vector<double>& values) {
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   for (double v : values)
     if (v > 0.0) {
       lo = std::min(lo, std::log10(v));
       hi = std::max(hi, std::log10(v));
     }
+  return {lo, hi};
+}
+
+// The log10 range [lo, hi] of the positive values (a decade wide at least).
+std::pair<double, double> log_range(const std::vector<double>& values) {
+  auto [lo, hi] = log_extent(values);
   if (!std::isfinite(lo)) return {-1.0, 0.0};
   lo = std::floor(lo);
   hi = std::max(std::ceil(hi), lo + 1.0);
@@ -45,12 +51,7 @@ std::pair<double, double> log_range(const std::vector<double>& values) {
 
 // The log10 range [lo, hi] of the positive values, as they are (at least 0.1 wide).
 std::pair<double, double> exact_log_range(const std::vector<double>& values) {
-  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-  for (double v : values)
-    if (v > 0.0) {
-      lo = std::min(lo, std::log10(v));
-      hi = std::max(hi, std::log10(v));
-    }
+  const auto [lo, hi] = log_extent(values);
   if (!std::isfinite(lo)) return {-1.0, 0.0};
   if (hi - lo < 0.1) return {lo - 0.05, hi + 0.05};
   return {lo, hi};

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "calib/pipeline.h"
+#include "calib/random_calib_data.h"
 #include "export/compressed_tensors_writer.h"
 #include "formats/compressed_tensors_reader.h"
 #include "quant/model_quantizer.h"
@@ -23,18 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-CalibDataset random_data(int64_t vocab, int64_t samples, int64_t tokens, uint32_t seed) {
-  CalibDataset d;
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> id(3, static_cast<int32_t>(vocab) - 1);
-  for (int64_t i = 0; i < samples; ++i) {
-    std::vector<int32_t> s(static_cast<size_t>(tokens));
-    for (int32_t& t : s) t = id(rng);
-    d.samples.push_back(std::move(s));
-    d.offsets.push_back(0);
-  }
-  return d;
-}
+using testing::random_calib_data;
 
 QuantPlan plan_for(const Model& model, const std::string& preset, int group,
                    std::vector<std::string> ignore = {}) {
@@ -90,7 +80,7 @@ TEST_P(SmoothingFold, LeavesUnquantizedLogitsUnchanged) {
   spec.attention_bias = true;  // v_proj's bias is divided with its rows
   const testing::TinyModel tiny = testing::write_tiny_model(tmp.path() / "model", spec);
   auto model = Model::open(tiny.dir);
-  const CalibDataset data = random_data(spec.vocab, 4, 24, 3);
+  const CalibDataset data = random_calib_data(spec.vocab, 4, 24, 3);
   const QuantPlan plan = plan_for(*model, "W4A16", 8);
   PipelineOptions o = pipeline_options_for(c.method);
   o.apply_quantization = false;
@@ -156,16 +146,25 @@ std::vector<float> quantize_and_load(const Model& model, const QuantPlan& plan, 
   return logits_of(*q.model, data);
 }
 
+// A 2-layer tiny model, its calibration data and unquantized logits, for end-to-end comparisons of methods.
+struct EndToEndCase {
+  explicit EndToEndCase(const std::string& name) : tmp(name) {
+    testing::TinySpec spec;
+    spec.hidden = 64;
+    spec.intermediate = 96;
+    spec.layers = 2;
+    model = Model::open(testing::write_tiny_model(tmp.path() / "model", spec).dir);
+    data = random_calib_data(spec.vocab, 8, 48, 5);
+    ref = logits_of(*model, data);
+  }
+  testing::TempDir tmp;
+  std::unique_ptr<Model> model;
+  CalibDataset data;
+  std::vector<float> ref;
+};
+
 TEST(Pipeline, GptqBeatsRtnEndToEndAndExportsLoad) {
-  const testing::TempDir tmp("pipeline_gptq");
-  testing::TinySpec spec;
-  spec.hidden = 64;
-  spec.intermediate = 96;
-  spec.layers = 2;
-  const testing::TinyModel tiny = testing::write_tiny_model(tmp.path() / "model", spec);
-  auto model = Model::open(tiny.dir);
-  const CalibDataset data = random_data(spec.vocab, 8, 48, 5);
-  const std::vector<float> ref = logits_of(*model, data);
+  const EndToEndCase c("pipeline_gptq");
   for (const std::string actorder : {"none", "static", "group"}) {
     QuantRecipe r;
     QuantScheme s = preset_scheme("W4A16", {"Linear"});
@@ -173,14 +172,14 @@ TEST(Pipeline, GptqBeatsRtnEndToEndAndExportsLoad) {
     if (actorder == "static") s.weights->actorder = ActOrder::Weight;
     if (actorder == "group") s.weights->actorder = ActOrder::Group;
     r.groups.emplace_back("group_0", s);
-    const QuantPlan plan = resolve_plan(r, model_modules(*model));
-    const double rtn =
-        logit_mse(ref, quantize_and_load(*model, plan, data, "rtn", tmp.path() / ("rtn_" + actorder)));
-    const double gptq =
-        logit_mse(ref, quantize_and_load(*model, plan, data, "gptq", tmp.path() / ("gptq_" + actorder)));
+    const QuantPlan plan = resolve_plan(r, model_modules(*c.model));
+    const double rtn = logit_mse(
+        c.ref, quantize_and_load(*c.model, plan, c.data, "rtn", c.tmp.path() / ("rtn_" + actorder)));
+    const double gptq = logit_mse(
+        c.ref, quantize_and_load(*c.model, plan, c.data, "gptq", c.tmp.path() / ("gptq_" + actorder)));
     EXPECT_LT(gptq, rtn) << "actorder " << actorder;
     if (actorder == "group") {
-      SafetensorsFile f(tmp.path() / "gptq_group" / "model.safetensors");
+      SafetensorsFile f(c.tmp.path() / "gptq_group" / "model.safetensors");
       EXPECT_TRUE(f.contains("model.layers.0.mlp.down_proj.weight_g_idx"));
     }
   }
@@ -190,23 +189,15 @@ TEST(Pipeline, GptqBeatsRtnEndToEndAndExportsLoad) {
 // AWQ still beat RTN, and the result stays close to the fp32 passes' (the Hessians and activations differ
 // only by bf16 rounding).
 TEST(Pipeline, Bf16PassesBeatRtnAndTrackFp32) {
-  const testing::TempDir tmp("pipeline_bf16");
-  testing::TinySpec spec;
-  spec.hidden = 64;
-  spec.intermediate = 96;
-  spec.layers = 2;
-  const testing::TinyModel tiny = testing::write_tiny_model(tmp.path() / "model", spec);
-  auto model = Model::open(tiny.dir);
-  const CalibDataset data = random_data(spec.vocab, 8, 48, 5);
-  const std::vector<float> ref = logits_of(*model, data);
-  const QuantPlan plan = plan_for(*model, "W4A16", 16);
-  const double rtn = logit_mse(ref, quantize_and_load(*model, plan, data, "rtn", tmp.path() / "rtn"));
+  const EndToEndCase c("pipeline_bf16");
+  const QuantPlan plan = plan_for(*c.model, "W4A16", 16);
+  const double rtn = logit_mse(c.ref, quantize_and_load(*c.model, plan, c.data, "rtn", c.tmp.path() / "rtn"));
   for (const std::string method : {"gptq", "awq"}) {
     const double f32 =
-        logit_mse(ref, quantize_and_load(*model, plan, data, method, tmp.path() / (method + "_f32")));
-    const double bf16 = logit_mse(
-        ref,
-        quantize_and_load(*model, plan, data, method, tmp.path() / (method + "_bf16"), CalibPrecision::BF16));
+        logit_mse(c.ref, quantize_and_load(*c.model, plan, c.data, method, c.tmp.path() / (method + "_f32")));
+    const double bf16 =
+        logit_mse(c.ref, quantize_and_load(*c.model, plan, c.data, method, c.tmp.path() / (method + "_bf16"),
+                                           CalibPrecision::BF16));
     EXPECT_LT(bf16, rtn) << method;
     EXPECT_NEAR(bf16, f32, 0.25 * f32) << method;
   }
@@ -234,7 +225,7 @@ TEST(Pipeline, IgnoredModulesAndStaticScales) {
   testing::TinySpec spec;
   const testing::TinyModel tiny = testing::write_tiny_model(tmp.path() / "model", spec);
   auto model = Model::open(tiny.dir);
-  const CalibDataset data = random_data(spec.vocab, 2, 16, 9);
+  const CalibDataset data = random_calib_data(spec.vocab, 2, 16, 9);
   QuantRecipe r;
   r.groups.emplace_back("group_0", preset_scheme("FP8", {"Linear"}));  // static per-tensor input scales
   r.ignore = {"re:.*down_proj"};

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "calib/decoder_layer.h"
+#include "calib/random_calib_data.h"
 #include "eval/kl_divergence.h"
 #include "eval/perplexity.h"
 #include "quant/model_quantizer.h"
@@ -25,19 +26,7 @@ namespace {
 
 using testing::TempDir;
 
-CalibDataset random_data(int64_t vocab, int64_t samples, int64_t tokens, uint32_t seed) {
-  CalibDataset d;
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> id(3, static_cast<int32_t>(vocab) - 1);
-  for (int64_t i = 0; i < samples; ++i) {
-    std::vector<int32_t> s(static_cast<size_t>(tokens));
-    for (int32_t& t : s) t = id(rng);
-    d.samples.push_back(std::move(s));
-    d.offsets.push_back(0);
-  }
-  d.seed = seed;
-  return d;
-}
+using testing::random_calib_data;
 
 QuantPlan w4_plan(const Model& model) {
   QuantRecipe r;
@@ -103,7 +92,7 @@ class ScanTest : public ::testing::Test {
     spec.layers = 3;
     testing::write_tiny_model(tmp_.path() / "model", spec);
     model_ = Model::open(tmp_.path() / "model");
-    data_ = random_data(spec.vocab, 3, 24, 7);
+    data_ = random_calib_data(spec.vocab, 3, 24, 7);
   }
   TempDir tmp_{"sens_scan"};
   std::unique_ptr<Model> model_;
@@ -212,7 +201,7 @@ TEST_F(ScanTest, ReportIsDeterministic) {
   EXPECT_FALSE(a["modules"][0]["quantized_bytes"].is_null());
   EXPECT_TRUE(a["spearman_vs_kl"].contains("output_rel_mse"));
   // A different calibration choice changes the numbers.
-  const CalibDataset other = random_data(97, 3, 24, 8);
+  const CalibDataset other = random_calib_data(97, 3, 24, 8);
   nlohmann::json c = report_json(scan_sensitivity(*model_, plan, other, {}), ctx);
   EXPECT_NE(c["modules"][0]["kl_mean"], a["modules"][0]["kl_mean"]);
 }

@@ -19,7 +19,6 @@
 #include "quant/presets.h"
 #include "runtime/gemm_bf16.h"
 #include "sensitivity/selection.h"
-#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/files.h"
 #include "util/progress.h"
@@ -33,10 +32,7 @@ struct QuantizeArgs {
   std::string model;
   std::string out;
   std::string format = "auto";
-  std::vector<std::string> calib;
-  int64_t num_samples = 128;
-  int64_t seq_len = 512;
-  uint64_t seed = 42;
+  CalibFlags calib;  // llm-compressor's defaults: 128 samples x 512 tokens
   // Method arguments; unset ones come from the recipe's modifier, then llm-compressor's defaults.
   std::optional<double> dampening_frac;
   std::optional<int64_t> block_size;
@@ -186,17 +182,10 @@ int run_quantize(const QuantizeArgs& args) {
   const bool needs_scales = !fake && needs_calibration(plan);
   std::optional<CalibDataset> data;
   if (pipeline || needs_scales) {
-    if (args.calib.empty())
+    if (args.calib.files.empty())
       fail("{} needs calibration text: pass --calib FILE (plain text or JSONL with a \"text\" field)",
            pipeline ? "method " + recipe.method : recipe.source + " (static activation or KV-cache scales)");
-    CalibDataOptions co;
-    for (const std::string& f : args.calib) co.files.emplace_back(f);
-    co.num_samples = args.num_samples;
-    co.seq_len = args.seq_len;
-    co.seed = args.seed;
-    data = load_calibration_data(Tokenizer::load(args.model), co);
-    fmt::print(stderr, "calibration: {}\n", data->describe());
-    for (const std::string& note : data->notes) fmt::print(stderr, "note: {}\n", note);
+    data = load_calibration(args.calib, args.model);
     if (pipeline)
       fmt::print(stderr, "calibration passes: {}\n",
                  pipeline_opts.precision == CalibPrecision::F32 ? "fp32"
@@ -346,16 +335,9 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   cmd->add_option("--format,-f", args->format,
                   "auto | pack-quantized | int-quantized | float-quantized | naive-quantized | fake-quant")
       ->capture_default_str();
-  cmd->add_option("--calib", args->calib,
-                  "Calibration text: plain text or JSONL with a \"text\" field (repeat for several files)")
-      ->check(CLI::ExistingFile);
-  cmd->add_option("--num-samples,--calib-samples", args->num_samples, "Calibration samples (random windows)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--seq-len,--calib-seq-len", args->seq_len, "Tokens per calibration sample")
-      ->capture_default_str()
-      ->check(CLI::Range(16, 8192));
-  cmd->add_option("--seed", args->seed, "Seed of the calibration window choice")->capture_default_str();
+  add_calibration_options(
+      cmd, args->calib,
+      "Calibration text: plain text or JSONL with a \"text\" field (repeat for several files)");
   cmd->add_option("--dampening-frac", args->dampening_frac,
                   "GPTQ: dampening added to the Hessian diagonal, as a fraction of its mean (default 0.01)");
   cmd->add_option("--block-size", args->block_size, "GPTQ: columns per lazy-update block (default 128)");

@@ -12,7 +12,6 @@
 #include "calib/calib_data.h"
 #include "sensitivity/report.h"
 #include "sensitivity/scan.h"
-#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/files.h"
 #include "util/progress.h"
@@ -26,10 +25,7 @@ struct SensitivityArgs {
   RecipeFlags recipe;
   std::string model;
   std::string out;
-  std::vector<std::string> calib;
-  int64_t num_samples = 8;
-  int64_t seq_len = 512;
-  uint64_t seed = 42;
+  CalibFlags calib{.files = {}, .num_samples = 8, .seq_len = 512, .seed = 42};
   std::string granularity = "module";
   std::string format = "";
   bool no_end_to_end = false;
@@ -46,7 +42,7 @@ int run_sensitivity(const SensitivityArgs& args) {
     fmt::print("wrote {}/{{{}}}\n", args.out, fmt::join(files, ", "));
     return 0;
   }
-  if (args.model.empty() || args.calib.empty()) fail("lowbit sensitivity needs MODEL and --calib FILE");
+  if (args.model.empty() || args.calib.files.empty()) fail("lowbit sensitivity needs MODEL and --calib FILE");
   apply_threads(args.common);
   const std::unique_ptr<Model> model = open_model_for_quantization(args.model);
   const QuantRecipe recipe = recipe_from_flags(args.recipe);
@@ -57,14 +53,7 @@ int run_sensitivity(const SensitivityArgs& args) {
                "run\n",
                recipe.method);
 
-  CalibDataOptions co;
-  for (const std::string& f : args.calib) co.files.emplace_back(f);
-  co.num_samples = args.num_samples;
-  co.seq_len = args.seq_len;
-  co.seed = args.seed;
-  const CalibDataset data = load_calibration_data(Tokenizer::load(args.model), co);
-  fmt::print(stderr, "calibration: {}\n", data.describe());
-  for (const std::string& note : data.notes) fmt::print(stderr, "note: {}\n", note);
+  const CalibDataset data = load_calibration(args.calib, args.model);
 
   sensitivity::ScanOptions options;
   options.granularity = sensitivity::parse_granularity(args.granularity);
@@ -86,7 +75,7 @@ int run_sensitivity(const SensitivityArgs& args) {
   ctx.plan = &plan;
   ctx.threads = global_pool().size();
   ctx.data = &data;
-  ctx.seq_len = args.seq_len;
+  ctx.seq_len = args.calib.seq_len;
   const nlohmann::json report = sensitivity::report_json(scan, ctx);
   const std::vector<std::string> files = sensitivity::write_report(args.out, report);
 
@@ -146,17 +135,9 @@ void register_sensitivity(CLI::App& app, std::vector<std::pair<CLI::App*, Runner
   cmd->add_option("--output,-o", args->out, "Report folder (sensitivity.json, sensitivity.md, *.svg)")
       ->required();
   add_recipe_options(cmd, args->recipe);
-  cmd->add_option("--calib", args->calib,
-                  "Calibration text (required unless --replot): plain text or JSONL with a \"text\" field "
-                  "(repeat for several files)")
-      ->check(CLI::ExistingFile);
-  cmd->add_option("--num-samples,--calib-samples", args->num_samples, "Calibration samples (random windows)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--seq-len,--calib-seq-len", args->seq_len, "Tokens per calibration sample")
-      ->capture_default_str()
-      ->check(CLI::Range(16, 8192));
-  cmd->add_option("--seed", args->seed, "Seed of the calibration window choice")->capture_default_str();
+  add_calibration_options(cmd, args->calib,
+                          "Calibration text (required unless --replot): plain text or JSONL with a \"text\" "
+                          "field (repeat for several files)");
   cmd->add_option("--granularity", args->granularity,
                   "End-to-end runs: module (each module alone), layer (each decoder layer) or type (each "
                   "module type across layers)")

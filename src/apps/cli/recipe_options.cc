@@ -4,6 +4,7 @@
 
 #include "quant/model_quantizer.h"
 #include "quant/presets.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
 namespace lowbit::cli {
@@ -68,6 +69,29 @@ QuantPlan plan_for(const Model& model, const QuantRecipe& recipe) {
     fail("the plan from {} quantizes no module of {}", recipe.source.empty() ? "the recipe" : recipe.source,
          model.dir().string());
   return plan;
+}
+
+void add_calibration_options(CLI::App* cmd, CalibFlags& flags, const std::string& calib_help) {
+  cmd->add_option("--calib", flags.files, calib_help)->check(CLI::ExistingFile);
+  cmd->add_option("--num-samples,--calib-samples", flags.num_samples, "Calibration samples (random windows)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len,--calib-seq-len", flags.seq_len, "Tokens per calibration sample")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 8192));
+  cmd->add_option("--seed", flags.seed, "Seed of the calibration window choice")->capture_default_str();
+}
+
+CalibDataset load_calibration(const CalibFlags& flags, const std::string& model_dir) {
+  CalibDataOptions co;
+  for (const std::string& f : flags.files) co.files.emplace_back(f);
+  co.num_samples = flags.num_samples;
+  co.seq_len = flags.seq_len;
+  co.seed = flags.seed;
+  CalibDataset data = load_calibration_data(Tokenizer::load(model_dir), co);
+  fmt::print(stderr, "calibration: {}\n", data.describe());
+  for (const std::string& note : data.notes) fmt::print(stderr, "note: {}\n", note);
+  return data;
 }
 
 }  // namespace lowbit::cli

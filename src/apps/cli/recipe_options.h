@@ -1,5 +1,6 @@
-// The quantization flags `lowbit quantize` and `lowbit plan` share (--scheme, --recipe, --group-size,
-// --targets, --ignore, --include-lm-head, --kv-cache, --method), and turning them into a resolved plan.
+// The quantization flags `lowbit quantize`, `plan` and `sensitivity` share (--scheme, --recipe, --group-size,
+// --targets, --ignore, --include-lm-head, --kv-cache, --method), turning them into a resolved plan, and the
+// calibration-data flags (--calib, --num-samples, --seq-len, --seed).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "calib/calib_data.h"
 #include "model/model.h"
 #include "quant/plan.h"
 #include "quant/recipe.h"
@@ -36,5 +38,19 @@ std::unique_ptr<Model> open_model_for_quantization(const std::string& dir);
 // Resolves the recipe against the model's modules; warnings go to stderr (also with --json, whose output on
 // stdout carries them too). Throws when the plan quantizes nothing.
 QuantPlan plan_for(const Model& model, const QuantRecipe& recipe);
+
+struct CalibFlags {
+  std::vector<std::string> files;  // --calib
+  int64_t num_samples = 128;       // the command sets its own default before add_calibration_options
+  int64_t seq_len = 512;
+  uint64_t seed = 42;
+};
+
+// --calib FILE... (described by calib_help), --num-samples, --seq-len, --seed.
+void add_calibration_options(CLI::App* cmd, CalibFlags& flags, const std::string& calib_help);
+
+// Random windows of the calibration text tokenized with the model's tokenizer; the choice and any notes
+// are printed to stderr.
+CalibDataset load_calibration(const CalibFlags& flags, const std::string& model_dir);
 
 }  // namespace lowbit::cli
