@@ -562,14 +562,13 @@ PipelineReport run_sequential_pipeline(const Model& model, const QuantPlan& plan
   p.stage = "done";
   if (progress) progress(p);
 
-  // Modules outside the decoder layers (lm_head when targeted) are quantized with RTN.
+  // Modules outside the decoder layers (lm_head when targeted) are quantized with RTN. A tied lm_head is
+  // quantized from the embedding matrix and untied in the export (compressed_tensors_writer.h).
   std::map<std::string, const LinearModule*> linears;
   model.for_each_linear([&](const LinearModule& m) { linears[m.name] = &m; }, /*include_tied_lm_head=*/true);
   for (const PlannedModule& pm : plan.modules) {
     if (!options.apply_quantization) break;
     if (pm.decision != ModuleDecision::Quantized || pm.name.rfind("model.layers.", 0) == 0) continue;
-    if (pm.name == "lm_head" && model.lm_head_tied())
-      fail("lm_head is tied to the embeddings (tie_word_embeddings): it cannot be quantized on its own");
     auto it = linears.find(pm.name);
     if (it == linears.end())
       fail("the plan quantizes {}, which is not a Linear module of this model", pm.name);

@@ -72,8 +72,18 @@ PerplexityResult perplexity(const runtime::Transformer& model, std::span<const i
   for (size_t w = 0; w < windows.size(); ++w) {
     const Window& win = windows[w];
     session.reset();
-    session.forward(tokens.subspan(static_cast<size_t>(win.begin), static_cast<size_t>(win.length)),
-                    runtime::Logits::All, &logits);
+    const std::span<const int32_t> window =
+        tokens.subspan(static_cast<size_t>(win.begin), static_cast<size_t>(win.length));
+    if (options.decode) {
+      logits.resize(static_cast<size_t>(win.length * vocab));
+      std::vector<float> step;
+      for (int64_t t = 0; t + 1 < win.length; ++t) {  // the last token predicts nothing that is scored
+        session.forward(window.subspan(static_cast<size_t>(t), 1), runtime::Logits::Last, &step);
+        std::copy(step.begin(), step.end(), logits.begin() + t * vocab);
+      }
+    } else {
+      session.forward(window, runtime::Logits::All, &logits);
+    }
     // Row t of the logits predicts token t + 1 of the window.
     const int64_t rows = win.length - win.first_scored;
     std::vector<double> nll(static_cast<size_t>(rows));

@@ -28,6 +28,10 @@ struct PerplexityOptions {
   int64_t ctx = 2048;      // window length in tokens (>= 2)
   int64_t stride = 0;      // 0: non-overlapping windows (the papers' method); else the sliding variant
   int64_t max_tokens = 0;  // > 0: only the first max_tokens tokens of the text are used
+  // Run each window one token at a time, as generation does, instead of as one prefill: the same model and
+  // the same scores up to rounding, but through the decode kernels (matrix-vector products; for packed
+  // int4 / 8-bit weights on AVX2, int16 activation codes), which the prefill path never calls.
+  bool decode = false;
 };
 
 struct PerplexityResult {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -221,6 +222,19 @@ ExportSummary export_model(const Model& model, const QuantPlan& plan, const fs::
   } else {
     config["quantization_config"] = export_quantization_config(model, plan, options.format);
     summary.format = config["quantization_config"]["format"].get<std::string>();
+  }
+
+  // A quantized lm_head of a tied model becomes a module of its own, as llm-compressor unties it: the
+  // embeddings stay in full precision for the lookup, lm_head is stored quantized, and the config says so.
+  const bool untie = model.lm_head_tied() &&
+                     std::any_of(plan.modules.begin(), plan.modules.end(), [](const PlannedModule& m) {
+                       return m.name == "lm_head" && m.decision == ModuleDecision::Quantized;
+                     });
+  if (untie) {
+    config["tie_word_embeddings"] = false;
+    summary.notes.push_back(
+        "lm_head was tied to the embeddings: it is stored quantized on its own (tie_word_embeddings: "
+        "false) and the embeddings stay unquantized");
   }
 
   StagedDirectory staged(out, options.overwrite);

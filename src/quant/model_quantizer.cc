@@ -155,10 +155,6 @@ void quantize_model_rtn(const Model& model, const QuantPlan& plan,
   p.total = plan.count(ModuleDecision::Quantized);
   for (const PlannedModule& pm : plan.modules) {
     if (pm.decision != ModuleDecision::Quantized) continue;
-    if (pm.name == "lm_head" && model.lm_head_tied())
-      fail(
-          "lm_head is tied to the embeddings (tie_word_embeddings): it cannot be quantized on its own; "
-          "drop it from the targets");
     auto it = linears.find(pm.name);
     if (it == linears.end())
       fail("the plan quantizes {}, which is not a Linear module of this model", pm.name);

@@ -74,8 +74,9 @@ struct RtnProgress {
 };
 
 // Quantizes every module the plan selects, in model order, calling sink once per module (the result may be
-// moved from). Throws lowbit::Error for a scheme without weights, a quantized lm_head tied to the embeddings
-// (its weight is the embedding matrix, which stays unquantized) or a planned module the model lacks.
+// moved from). A tied lm_head is quantized from the embedding matrix, which itself stays unquantized (the
+// export unties the two). Throws lowbit::Error for a scheme without weights or a planned module the model
+// lacks.
 void quantize_model_rtn(const Model& model, const QuantPlan& plan,
                         const std::function<void(ModuleQuantization&)>& sink,
                         const std::function<void(const RtnProgress&)>& progress = {});

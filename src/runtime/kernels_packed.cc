@@ -7,10 +7,13 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 #include "io/dtype.h"
 #include "runtime/kernels_packed_hwy.h"
+#include "runtime/kernels_packed_int16.h"
 #include "runtime/kernels_packed_vnni.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
@@ -135,9 +138,36 @@ void dequantize_rows(const PackedMatrix& w, int64_t row_begin, int64_t rows, flo
   }
 }
 
-void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y) {
+namespace {
+std::atomic<bool>& int16_gemv_enabled() {
+  static std::atomic<bool> enabled{std::getenv("LOWBIT_GEMV_FP32") == nullptr};
+  return enabled;
+}
+}  // namespace
+
+void set_int16_gemv_enabled(bool enabled) {
+  int16_gemv_enabled().store(enabled);
+}
+
+bool packed_gemv_uses_int16(const PackedMatrix& w) {
+  return int16_gemv_enabled().load(std::memory_order_relaxed) && have_avx2_fma() && int16_gemv_supports(w);
+}
+
+void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y,
+                 GemvPath path) {
   check_args(x, m, w, y);
   if (m == 0 || w.rows == 0) return;
+  const size_t row_bytes = std::max<size_t>(1, static_cast<size_t>(w.row_bytes));
+  const size_t grain = std::max<size_t>(4, kGemvMinChunkBytes / row_bytes);
+  if (path == GemvPath::Auto && w.cols > 0 && packed_gemv_uses_int16(w)) {
+    thread_local Int16Activations buffer;
+    Int16Activations& xq = buffer;  // the caller's: a thread_local named in the lambda would be the worker's
+    quantize_int16_activations(x, m, w, xq);
+    global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
+      int16_gemv_rows(xq, w, bias, y, static_cast<int64_t>(begin), static_cast<int64_t>(end));
+    });
+    return;
+  }
   const int64_t K = w.cols, G = w.groups();
   simd::PackedGemvArgs args;
   args.x = x;
@@ -167,8 +197,6 @@ void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* 
       for (int64_t k = 0; k < K; ++k) xsum[static_cast<size_t>(i * G + k / w.group_size)] += x[i * K + k];
     args.xsum = xsum.data();
   }
-  const size_t row_bytes = std::max<size_t>(1, static_cast<size_t>(w.row_bytes));
-  const size_t grain = std::max<size_t>(4, kGemvMinChunkBytes / row_bytes);
   global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
     simd::packed_gemv_rows(args, static_cast<int64_t>(begin), static_cast<int64_t>(end));
   });
@@ -241,22 +269,33 @@ void finish_int8_activations(Int8Activations& x) {
 }
 
 void int8_linear(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y,
-                 bool allow_vnni) {
+                 bool allow_fast) {
   check_int8(x, w, y);
   if (x.rows == 0 || w.rows == 0) return;
-  if (allow_vnni && have_avx512_vnni() && w.row_code_sums &&
+  const size_t grain =
+      std::max<size_t>(4, kGemvMinChunkBytes / std::max<size_t>(1, static_cast<size_t>(w.row_bytes)));
+  if (allow_fast && have_avx512_vnni() && w.row_code_sums &&
       x.biased.size() == static_cast<size_t>(x.rows * x.cols)) {
-    const size_t grain =
-        std::max<size_t>(4, kGemvMinChunkBytes / std::max<size_t>(1, static_cast<size_t>(w.row_bytes)));
     global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
       vnni_int8_rows(x, w, bias, y, static_cast<int64_t>(begin), static_cast<int64_t>(end));
     });
     return;
   }
+  // Decode sizes on AVX2: the int16 kernels of W4A16 / W8A16 take the int8 codes as they are (2-3x the
+  // Highway kernel below at m = 1 on Zen 3; docs/PERFORMANCE.md). Integer sums per 64-column chunk, fp32
+  // across chunks, so the result equals int8_linear_ref to fp32 rounding rather than bit for bit.
+  // (UInt8 codes carry their storage offset in the zero terms there, as PackedLinear builds them.)
+  const bool offset_known = w.codes != Codes::UInt8 || w.zero_terms != nullptr;
+  if (allow_fast && x.rows < kBytesGemmMinRows && offset_known && packed_gemv_uses_int16(w)) {
+    thread_local Int16Activations buffer;
+    Int16Activations& xq = buffer;  // the caller's: a thread_local named in the lambda would be the worker's
+    int16_activations_from_codes(x.codes.data(), x.scales.data(), x.rows, w, xq);
+    global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
+      int16_gemv_rows(xq, w, bias, y, static_cast<int64_t>(begin), static_cast<int64_t>(end));
+    });
+    return;
+  }
   simd::Int8GemmArgs args{&x, &w, bias, y};
-  // Rows per chunk: about 32 KiB of codes, fewer when many x rows make each weight row expensive.
-  const size_t grain =
-      std::max<size_t>(4, kGemvMinChunkBytes / std::max<size_t>(1, static_cast<size_t>(w.row_bytes)));
   global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
     simd::int8_gemm_rows(args, static_cast<int64_t>(begin), static_cast<int64_t>(end));
   });

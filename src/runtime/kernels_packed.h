@@ -17,7 +17,9 @@
 // inner loop: decode, scale, fused multiply-add) minus sum_g zero_term_g * sum_{k in g} x (per row, cheap).
 //
 // Products (parallel over output rows on the global pool, like kernels::linear):
-//   packed_gemv        m = 1 .. few: streams the codes once per call, up to 4 x rows per weight load;
+//   packed_gemv        m = 1 .. few: streams the codes once per call, up to 4 x rows per weight load; for
+//                      int4 / 8-bit integer codes on AVX2 CPUs with x rounded to int16 codes per 32 columns
+//                      (kernels_packed_int16.h: exact integer products, 2^-16 of the block maximum);
 //   packed_tiled_sgemm prefill: dequantizes a tile of rows into a small per-thread fp32 buffer, then the
 //                      tile times x with single-threaded OpenBLAS sgemm (same policy as kernels_linear.cc);
 //   int8_linear        W8A8: int8 activation codes (per token or per tensor) times int8 weight codes with
@@ -58,7 +60,16 @@ float packed_weight(const PackedMatrix& w, int64_t n, int64_t k);
 // y[m x N] = x[m x K] * W^T (+ bias). packed_linear picks packed_gemv below packed_gemm_min_rows(), else
 // packed_tiled_sgemm.
 void packed_linear(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y);
-void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y);
+// Auto: the int16-activation kernels when packed_gemv_uses_int16(w), else the fp32 decoders (Float).
+enum class GemvPath { Auto, Float };
+void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y,
+                 GemvPath path = GemvPath::Auto);
+// Whether packed_gemv's Auto path rounds x to int16 codes for w: the CPU has AVX2 + FMA, w has integer codes
+// in whole blocks of 32 columns, and the int16 kernels are enabled.
+bool packed_gemv_uses_int16(const PackedMatrix& w);
+// Process-wide switch of the int16 kernels (on by default; LOWBIT_GEMV_FP32=1 in the environment turns them
+// off at start): the fp32 decoders then serve every packed_gemv, for comparisons and tests.
+void set_int16_gemv_enabled(bool enabled);
 void packed_tiled_sgemm(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y);
 int64_t packed_gemm_min_rows(Codes codes);
 // Scalar reference (fp32 accumulation in k order): what the tests compare the fast paths with.
@@ -84,10 +95,12 @@ void finish_int8_activations(Int8Activations& x);
 // y[i][n] = scale_x[i] * scale_w[n] * sum_k qx[i][k] * q[n][k] (+ bias). W must be Int8 or UInt8 with one
 // scale per row (group_size == cols) and no zero terms besides UInt8's storage offset (symmetric).
 // On CPUs with AVX-512 VNNI, when w.row_code_sums and x.biased are present, the product runs on vpdpbusd
-// (u8 x s8, 4 products per 32-bit lane and instruction: sum (qx + 128) q - 128 sum q); otherwise (or with
-// allow_vnni false) on the Highway int16 multiply-add kernel. Both are exact integer sums.
+// (u8 x s8, 4 products per 32-bit lane and instruction: sum (qx + 128) q - 128 sum q); else, for decode
+// sizes on AVX2, on the int16 kernels of packed_gemv (kernels_packed_int16.h: exact integer sums per
+// 64-column chunk); otherwise (or with allow_fast false) on the Highway int16 multiply-add kernel. VNNI and
+// Highway sum exactly in integers and equal int8_linear_ref bit for bit.
 void int8_linear(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y,
-                 bool allow_vnni = true);
+                 bool allow_fast = true);
 // Whether this CPU runs the VNNI kernel.
 bool have_avx512_vnni();
 void int8_linear_ref(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y);

@@ -172,4 +172,23 @@ TEST(CliQuantize, Fp8E5m2CheckpointEvaluates) {
                                     "35 modules float-quantized W fp8_e5m2 sym channel", 0.06, 0.06, 0.88});
 }
 
+// stories260K ties lm_head to the embeddings: --include-lm-head unties it (docs/FORMATS.md) and the
+// checkpoint, now with 36 quantized modules, evaluates close to the float model.
+TEST(CliQuantize, TiedLmHeadIsUntiedWhenIncluded) {
+  ScratchDir tmp("untie");
+  const std::string out = (tmp.path / "out").string();
+  const CliResult q =
+      run_cli("quantize " + kModel + " --scheme W8A16 --group-size -1 --include-lm-head -o " + out);
+  ASSERT_EQ(q.exit_code, 0) << q.out;
+  EXPECT_TRUE(contains(q.out, "modules quantized      36")) << q.out;
+  EXPECT_TRUE(contains(q.out, "tie_word_embeddings: false")) << q.out;
+  std::ifstream config_file(tmp.path / "out" / "config.json");
+  const auto config = nlohmann::json::parse(config_file);
+  EXPECT_EQ(config["tie_word_embeddings"], false);
+  EXPECT_TRUE(config["quantization_config"]["ignore"].empty()) << config["quantization_config"]["ignore"];
+  const CliResult p = run_cli("ppl " + out + " --data " + kText + " --ctx 256 --json", false);
+  ASSERT_EQ(p.exit_code, 0) << p.out;
+  EXPECT_NEAR(nlohmann::json::parse(p.out)["ppl"].get<double>(), kFloatPpl, kFloatPpl * 0.01);
+}
+
 }  // namespace

@@ -104,6 +104,25 @@ TEST_F(PerplexityTest, StrideEqualToCtxKeepsTheFinalPartialWindow) {
   EXPECT_EQ(r.tokens, 6 * 15 + 3);
 }
 
+// One token at a time through the decode path: the same windows, the same NLL as the naive forward.
+TEST_F(PerplexityTest, DecodeModeScoresTheSameWindows) {
+  for (int64_t stride : {0, 8}) {
+    PerplexityOptions o;
+    o.ctx = 16;
+    o.stride = stride;
+    o.max_tokens = 48;
+    const PerplexityResult prefill = perplexity(*tf_, tokens_, o);
+    o.decode = true;
+    const PerplexityResult decode = perplexity(*tf_, tokens_, o);
+    EXPECT_EQ(decode.windows, prefill.windows);
+    EXPECT_EQ(decode.tokens, prefill.tokens);
+    const double want = stride == 0
+                            ? (naive_nll(0, 16, 1) + naive_nll(16, 32, 17) + naive_nll(32, 48, 33)) / 45.0
+                            : prefill.nll;
+    EXPECT_NEAR(decode.nll, want, 1e-5) << "stride " << stride;
+  }
+}
+
 TEST_F(PerplexityTest, Errors) {
   PerplexityOptions o;
   o.ctx = 101;  // more than the text

@@ -315,19 +315,26 @@ TEST(Export, ErrorsLeaveNoFolderAndExistingOutputNeedsOverwrite) {
   };
   const std::set<std::string> before = entries();
 
-  // A tied lm_head cannot be quantized: fails after the writer has started (embeddings already written).
-  QuantRecipe tied;
-  tied.groups.emplace_back("group_0", preset_scheme("W8A16", {"Linear"}));
-  tied.ignore_lm_head = false;
-  const QuantPlan tied_plan = resolve_plan(tied, model_modules(*model));
+  // A quantization method that fails after the output folder was staged and its first module written.
+  QuantRecipe w8;
+  w8.groups.emplace_back("group_0", preset_scheme("W8A16", {"Linear"}));
+  const QuantPlan w8_plan = resolve_plan(w8, model_modules(*model));
   ExportOptions options;
+  options.source = [&](const ModelSink& sink) {
+    model->for_each_linear([&](const LinearModule& m) {
+      ModuleQuantization q = quantize_module_rtn(m, *w8_plan.scheme_for(m.name));
+      sink.module(q);
+      fail("the method failed after {}", m.name);
+    });
+  };
   try {
-    export_model(*model, tied_plan, tmp.path() / "out", options);
+    export_model(*model, w8_plan, tmp.path() / "out", options);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("tied"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the method failed"), std::string::npos) << e.what();
   }
   EXPECT_EQ(entries(), before);  // neither the output nor a temporary folder is left
+  options.source = nullptr;
 
   // Static input scales without calibration.
   QuantRecipe fp8;

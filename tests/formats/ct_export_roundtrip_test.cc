@@ -97,6 +97,51 @@ TEST_P(WeightOnlyRoundTrip, ReaderReproducesReferenceFakeQuant) {
   EXPECT_EQ(checked, 14);  // 7 projections x 2 layers; lm_head is ignored by default
 }
 
+// A tied lm_head targeted with --include-lm-head is untied, as llm-compressor does: lm_head is stored
+// quantized (the reference RTN of the embedding matrix), the embeddings stay as they were, and the config
+// says tie_word_embeddings: false, so lowbit (dequantized or packed) and transformers load two modules.
+TEST(TiedLmHead, IsUntiedAndQuantizedFromTheEmbeddings) {
+  TempDir tmp("ct_untie");
+  testing::TinySpec spec = bf16_spec();
+  spec.tie = true;
+  const testing::TinyModel tiny = testing::write_tiny_model(tmp.path() / "model", spec);
+  auto model = Model::open(tmp.path() / "model");
+  ASSERT_TRUE(model->lm_head_tied());
+  QuantScheme w4 = preset_scheme("W4A16", {"Linear"});
+  w4.weights->group_size = 32;  // hidden 64
+  QuantRecipe recipe;
+  recipe.groups.emplace_back("group_0", w4);
+  recipe.ignore_lm_head = false;
+  const QuantPlan plan = resolve_plan(recipe, model_modules(*model));
+  ASSERT_NE(plan.scheme_for("lm_head"), nullptr);
+  const ExportSummary summary = export_model(*model, plan, tmp.path() / "q", ExportOptions{});
+  EXPECT_EQ(summary.modules_quantized, 15);  // 7 projections x 2 layers + lm_head
+  EXPECT_FALSE(summary.notes.empty());
+
+  const nlohmann::json config = nlohmann::json::parse(read_file(tmp.path() / "q" / "config.json"));
+  EXPECT_EQ(config["tie_word_embeddings"], false);
+  for (bool packed : {false, true}) {
+    formats::ReadOptions options;
+    options.keep_packed = packed;
+    const formats::OpenedQuantizedModel opened = formats::open_compressed_tensors(tmp.path() / "q", options);
+    EXPECT_FALSE(opened.model->lm_head_tied());
+    ASSERT_NE(opened.quant->module("lm_head"), nullptr);
+    // The embeddings are the original bf16 values.
+    const TensorView embed = opened.model->tensor("model.embed_tokens.weight");
+    std::vector<float> e(static_cast<size_t>(embed.numel()));
+    convert_to_f32(embed.dtype, embed.data, e.data(), e.size());
+    EXPECT_EQ(e, tiny.weights.at("model.embed_tokens.weight"));
+    if (packed) continue;  // the codes are checked through the dequantized view
+    const std::vector<float> want =
+        reference_fake_quant(tiny.weights.at("model.embed_tokens.weight"), spec.vocab, spec.hidden,
+                             *plan.scheme_for("lm_head")->weights, "lm_head");
+    const TensorView w = opened.model->tensor("lm_head.weight");
+    std::vector<float> got(static_cast<size_t>(w.numel()));
+    convert_to_f32(w.dtype, w.data, got.data(), got.size());
+    EXPECT_EQ(got, want);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Presets, WeightOnlyRoundTrip,
                          ::testing::Values("fp8_e5m2_per_tensor_symmetric", "fp8_e5m2_per_channel_symmetric",
                                            "fp8_e4m3_per_tensor_symmetric", "fp8_e4m3_per_channel_symmetric",

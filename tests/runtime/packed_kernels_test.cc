@@ -8,11 +8,14 @@
 //   (K + 8) * 2^-23 * M,   M = sum_k (|c_k s_g| + |zt_g|) |x_k|
 // of the exact value, the usual worst-case bound of a length-K fp32 sum of terms bounded by M. The int4
 // decoder sums (1 + c/16) 16 s x and removes 16 s x afterwards (kernels_packed_hwy.cc), so for int4 M also
-// holds 16 s |x_k|.
+// holds 16 s |x_k|. The int16-activation kernels (kernels_packed_int16.h) are held to the same bound against
+// the values they multiply, x rounded to int16 codes per block (int16_activation_values): their code sums
+// are exact integers and the scaling is fp32.
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "quant/pack.h"
@@ -20,6 +23,7 @@
 #include "quant/quantizer_ref.h"
 #include "quant/scale_grid.h"
 #include "runtime/kernels_packed.h"
+#include "runtime/kernels_packed_int16.h"
 #include "runtime/packed_linear.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
@@ -177,12 +181,22 @@ void check_products(const StoredCase& c, const PackedLinear& lin, Shape s, const
       std::vector<float> y(static_cast<size_t>(m * s.N));
       const std::string what = name + " N=" + std::to_string(s.N) + " K=" + std::to_string(s.K) +
                                " m=" + std::to_string(m) + " threads=" + std::to_string(threads);
+      kernels::packed_gemv(x.data(), m, pm, nullptr, y.data(), kernels::GemvPath::Float);
+      expect_matches(y, x, m, c, pm, what + " gemv fp32");
+      // The int16-activation kernels multiply x rounded to int16 codes: exact against those values.
+      const bool int16 = kernels::packed_gemv_uses_int16(pm);
+      std::vector<float> x16 = x;
+      if (int16) {
+        kernels::Int16Activations xq;
+        kernels::quantize_int16_activations(x.data(), m, pm, xq);
+        x16 = kernels::int16_activation_values(xq, pm);
+      }
       kernels::packed_gemv(x.data(), m, pm, nullptr, y.data());
-      expect_matches(y, x, m, c, pm, what + " gemv");
+      expect_matches(y, x16, m, c, pm, what + (int16 ? " gemv int16" : " gemv"));
       kernels::packed_tiled_sgemm(x.data(), m, pm, nullptr, y.data());
       expect_matches(y, x, m, c, pm, what + " sgemm");
       lin.forward(x.data(), m, y.data());
-      expect_matches(y, x, m, c, pm, what + " forward");
+      expect_matches(y, m < kernels::packed_gemm_min_rows(pm.codes) ? x16 : x, m, c, pm, what + " forward");
     }
   }
   set_global_threads(0);
@@ -199,6 +213,7 @@ TEST(PackedKernels, Int4GroupsSymmetricAndAsymmetric) {
 }
 
 TEST(PackedKernels, Int4ChannelAndTensorWithRaggedRows) {
+  // K = 200, 136: full 64-column chunks plus a partial one (the int16 kernels' scalar tail).
   for (bool symmetric : {true, false}) {
     check_all_paths(int_args(4, QuantStrategy::Channel, 0, symmetric), {11, 200}, true, "int4 channel");
     // K = 100: the last word of each row is half full.
@@ -336,19 +351,85 @@ TEST(PackedKernels, Int8KernelsEqualTheReference) {
       kernels::finish_int8_activations(a);
       std::vector<float> ref(static_cast<size_t>(a.rows * 9));
       kernels::int8_linear_ref(a, lin.matrix(), nullptr, ref.data());
-      for (bool vnni : {false, true}) {
+      for (bool fast : {false, true}) {
         for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
           hwy::SetSupportedTargetsForTest(target);
           std::vector<float> y(ref.size());
-          kernels::int8_linear(a, lin.matrix(), nullptr, y.data(), vnni);
-          EXPECT_EQ(y, ref) << "K=" << K << " words=" << words << " vnni=" << vnni << " "
-                            << hwy::TargetName(target);
+          kernels::int8_linear(a, lin.matrix(), nullptr, y.data(), fast);
+          const std::string what = "K=" + std::to_string(K) + " words=" + std::to_string(words) +
+                                   " fast=" + std::to_string(fast) + " " + hwy::TargetName(target);
+          if (!fast || kernels::have_avx512_vnni() || !kernels::packed_gemv_uses_int16(lin.matrix())) {
+            EXPECT_EQ(y, ref) << what;
+          } else {
+            // The int16 kernels: exact sums per 64-column chunk, fp32 across at most 4 chunks and the
+            // storage offset's correction (relative 2^-22 of the terms summed, bounded here by 1e-5).
+            for (size_t t = 0; t < y.size(); ++t) {
+              double terms = 0.0;
+              const int64_t i = static_cast<int64_t>(t) / 9, n = static_cast<int64_t>(t) % 9;
+              for (int64_t k = 0; k < K; ++k)
+                terms += std::abs(a.codes[static_cast<size_t>(i * K + k)] *
+                                  (kernels::packed_code(lin.matrix(), n, k) + 128.0)) *
+                         a.scales[static_cast<size_t>(i)] * lin.matrix().scales[n];
+              EXPECT_NEAR(y[t], ref[t], 1e-5 * terms + 1e-30) << what << " y[" << t << "]";
+            }
+          }
         }
         hwy::SetSupportedTargetsForTest(0);
       }
     }
   }
-  if (!kernels::have_avx512_vnni()) GTEST_SKIP() << "no AVX-512 VNNI here: only the Highway kernel ran";
+  if (!kernels::have_avx512_vnni() && !kernels::have_avx2_fma())
+    GTEST_SKIP() << "neither AVX-512 VNNI nor AVX2 here: only the Highway kernel ran";
+}
+
+// The int16 activation codes: every chunk position is used once, and each value moves by at most half its
+// block's step (max |x_b| / 32767 / 2, plus the fp32 rounding of code * scale).
+TEST(PackedKernels, Int16ActivationsRoundWithinHalfAStep) {
+  for (kernels::Codes codes : {kernels::Codes::Int4, kernels::Codes::UInt8, kernels::Codes::Int8}) {
+    std::vector<int> seen(kernels::kInt16Chunk, 0);
+    for (int64_t j = 0; j < kernels::kInt16Chunk; ++j) {
+      const int64_t p = kernels::int16_chunk_position(codes, j);
+      ASSERT_GE(p, 0);
+      ASSERT_LT(p, kernels::kInt16Chunk);
+      ++seen[static_cast<size_t>(p)];
+      // Lanes 0-3 of the int32 sums (int16 lanes 0-7 of each 16) must hold the first 32 columns.
+      EXPECT_EQ(p % 16 < 8, j < kernels::kInt16Block) << "column " << j;
+    }
+    for (int count : seen) EXPECT_EQ(count, 1);
+  }
+  kernels::PackedMatrix w;
+  w.codes = kernels::Codes::Int4;
+  w.cols = 200;
+  w.group_size = 64;
+  std::vector<float> x = random_values(3 * w.cols, 5, 2.0f);
+  x[17] = 40.0f;  // an outlier: its block's step grows, the others' do not
+  kernels::Int16Activations q;
+  kernels::quantize_int16_activations(x.data(), 3, w, q);
+  const std::vector<float> values = kernels::int16_activation_values(q, w);
+  for (int64_t i = 0; i < 3; ++i) {
+    for (int64_t k = 0; k < w.cols; ++k) {
+      const int64_t b0 = k / kernels::kInt16Block * kernels::kInt16Block;
+      float amax = 0.0f;
+      for (int64_t j = b0; j < std::min<int64_t>(w.cols, b0 + kernels::kInt16Block); ++j)
+        amax = std::max(amax, std::abs(x[static_cast<size_t>(i * w.cols + j)]));
+      const size_t at = static_cast<size_t>(i * w.cols + k);
+      EXPECT_LE(std::abs(values[at] - x[at]),
+                amax / 32767.0f * 0.5f * (1.0f + 1e-5f) + std::abs(x[at]) * 1e-7f)
+          << "x[" << i << "][" << k << "]";
+    }
+  }
+}
+
+// A non-finite activation makes the int16 path's outputs NaN, as the fp32 path's are non-finite.
+TEST(PackedKernels, Int16PathCarriesNonFiniteInputs) {
+  const StoredCase c = make_case(int_args(4, QuantStrategy::Group, 128, true), 8, 256, true, 3);
+  PackedLinear lin(c.stored, std::nullopt, std::nullopt);
+  if (!kernels::packed_gemv_uses_int16(lin.matrix())) GTEST_SKIP() << "no AVX2 here: the int16 path is off";
+  std::vector<float> x = random_values(256, 9);
+  x[100] = std::numeric_limits<float>::infinity();
+  std::vector<float> y(8);
+  kernels::packed_gemv(x.data(), 1, lin.matrix(), nullptr, y.data());
+  for (float v : y) EXPECT_TRUE(std::isnan(v));
 }
 
 TEST(PackedKernels, RejectsMismatchedInputs) {

@@ -19,6 +19,7 @@ struct PplArgs {
   int64_t ctx = 512;
   int64_t stride = 0;
   int64_t max_tokens = 0;
+  bool decode = false;
 };
 
 int run_ppl(const PplArgs& args) {
@@ -30,6 +31,7 @@ int run_ppl(const PplArgs& args) {
   options.ctx = args.ctx;
   options.stride = args.stride;
   options.max_tokens = args.max_tokens;
+  options.decode = args.decode;
 
   std::unique_ptr<ProgressBar> bar;
   const eval::PerplexityResult result = eval::perplexity(
@@ -48,6 +50,7 @@ int run_ppl(const PplArgs& args) {
         {"data", args.data},
         {"ctx", args.ctx},
         {"stride", args.stride},
+        {"decode", args.decode},
         {"ppl", result.ppl},
         {"nll", result.nll},
         {"tokens", result.tokens},
@@ -88,6 +91,9 @@ void register_ppl(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& comm
   cmd->add_option("--max-tokens", args->max_tokens, "Use only the first N tokens of the text (0 = all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--decode", args->decode,
+                "Run each window one token at a time through the decode kernels (as generation does) "
+                "instead of as one prefill (slower: every token is its own pass over the weights)");
   add_common_options(cmd, args->common);
   commands.emplace_back(cmd, [args] { return run_ppl(*args); });
 }

@@ -16,10 +16,13 @@ void add_recipe_options(CLI::App* cmd, RecipeFlags& f) {
   cmd->add_option("--group-size,-g", f.group_size, "Weight group size (32, 64, 128, ...; -1 = per channel)");
   cmd->add_option("--targets", f.targets,
                   "Modules to quantize: class names, names or 're:' regexes (default Linear)");
-  cmd->add_option("--ignore,--modules-to-not-convert", f.ignore,
-                  "Modules to leave unquantized (names or 're:' regexes); lm_head always")
+  cmd->add_option(
+         "--ignore,--modules-to-not-convert", f.ignore,
+         "Modules to leave unquantized (names or 're:' regexes); lm_head too unless --include-lm-head")
       ->take_all();
-  cmd->add_flag("--include-lm-head", f.include_lm_head, "Quantize lm_head too (ignored by default)");
+  cmd->add_flag("--include-lm-head", f.include_lm_head,
+                "Quantize lm_head too (ignored by default); a tied lm_head is untied: stored quantized, "
+                "the embeddings kept as they are");
   cmd->add_option("--kv-cache", f.kv_cache, "Quantize the KV cache: fp8 (e4m3) or int8, static per tensor")
       ->check(CLI::IsMember({"fp8", "int8"}));
   cmd->add_option(
