@@ -64,6 +64,24 @@ std::vector<float>& thread_buffer() {
   return buffer;
 }
 
+// Output rows per parallel chunk of the row-streaming kernels: about kGemvMinChunkBytes of codes.
+size_t gemv_grain(const PackedMatrix& w) {
+  return std::max<size_t>(4, kGemvMinChunkBytes / std::max<size_t>(1, static_cast<size_t>(w.row_bytes)));
+}
+
+// The calling thread's int16 activations (fill it before int16_product; a thread_local named inside a pool
+// lambda would be the worker's own).
+Int16Activations& int16_buffer() {
+  thread_local Int16Activations buffer;
+  return buffer;
+}
+
+void int16_product(const Int16Activations& xq, const PackedMatrix& w, const float* bias, float* y) {
+  global_pool().parallel_for(static_cast<size_t>(w.rows), gemv_grain(w), [&](size_t begin, size_t end) {
+    int16_gemv_rows(xq, w, bias, y, static_cast<int64_t>(begin), static_cast<int64_t>(end));
+  });
+}
+
 }  // namespace
 
 float packed_code(const PackedMatrix& w, int64_t n, int64_t k) {
@@ -157,16 +175,10 @@ void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* 
                  GemvPath path) {
   check_args(x, m, w, y);
   if (m == 0 || w.rows == 0) return;
-  const size_t row_bytes = std::max<size_t>(1, static_cast<size_t>(w.row_bytes));
-  const size_t grain = std::max<size_t>(4, kGemvMinChunkBytes / row_bytes);
   if (path == GemvPath::Auto && w.cols > 0 && packed_gemv_uses_int16(w)) {
-    thread_local Int16Activations buffer;
-    Int16Activations& xq = buffer;  // the caller's: a thread_local named in the lambda would be the worker's
+    Int16Activations& xq = int16_buffer();
     quantize_int16_activations(x, m, w, xq);
-    global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
-      int16_gemv_rows(xq, w, bias, y, static_cast<int64_t>(begin), static_cast<int64_t>(end));
-    });
-    return;
+    return int16_product(xq, w, bias, y);
   }
   const int64_t K = w.cols, G = w.groups();
   simd::PackedGemvArgs args;
@@ -197,7 +209,7 @@ void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* 
       for (int64_t k = 0; k < K; ++k) xsum[static_cast<size_t>(i * G + k / w.group_size)] += x[i * K + k];
     args.xsum = xsum.data();
   }
-  global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
+  global_pool().parallel_for(static_cast<size_t>(w.rows), gemv_grain(w), [&](size_t begin, size_t end) {
     simd::packed_gemv_rows(args, static_cast<int64_t>(begin), static_cast<int64_t>(end));
   });
 }
@@ -272,8 +284,7 @@ void int8_linear(const Int8Activations& x, const PackedMatrix& w, const float* b
                  bool allow_fast) {
   check_int8(x, w, y);
   if (x.rows == 0 || w.rows == 0) return;
-  const size_t grain =
-      std::max<size_t>(4, kGemvMinChunkBytes / std::max<size_t>(1, static_cast<size_t>(w.row_bytes)));
+  const size_t grain = gemv_grain(w);
   if (allow_fast && have_avx512_vnni() && w.row_code_sums &&
       x.biased.size() == static_cast<size_t>(x.rows * x.cols)) {
     global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
@@ -287,13 +298,9 @@ void int8_linear(const Int8Activations& x, const PackedMatrix& w, const float* b
   // (UInt8 codes carry their storage offset in the zero terms there, as PackedLinear builds them.)
   const bool offset_known = w.codes != Codes::UInt8 || w.zero_terms != nullptr;
   if (allow_fast && x.rows < kBytesGemmMinRows && offset_known && packed_gemv_uses_int16(w)) {
-    thread_local Int16Activations buffer;
-    Int16Activations& xq = buffer;  // the caller's: a thread_local named in the lambda would be the worker's
+    Int16Activations& xq = int16_buffer();
     int16_activations_from_codes(x.codes.data(), x.scales.data(), x.rows, w, xq);
-    global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
-      int16_gemv_rows(xq, w, bias, y, static_cast<int64_t>(begin), static_cast<int64_t>(end));
-    });
-    return;
+    return int16_product(xq, w, bias, y);
   }
   simd::Int8GemmArgs args{&x, &w, bias, y};
   global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {

@@ -18,6 +18,7 @@
 #include "runtime/kernels_packed_int16.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -67,9 +68,17 @@ bool decoder_order(int64_t chunk, int64_t K) {
   return (chunk + 1) * kInt16Chunk <= K;
 }
 
-}  // namespace
-
-namespace {
+// int16_chunk_position for every column of a chunk, built once per code layout (Int4, or bytes).
+using ChunkPositions = std::array<int64_t, kInt16Chunk>;
+const ChunkPositions& chunk_positions(Codes codes) {
+  static const auto table = [](Codes c) {
+    ChunkPositions p{};
+    for (int64_t j = 0; j < kInt16Chunk; ++j) p[static_cast<size_t>(j)] = int16_chunk_position(c, j);
+    return p;
+  };
+  static const ChunkPositions int4 = table(Codes::Int4), bytes = table(Codes::Int8);
+  return codes == Codes::Int4 ? int4 : bytes;
+}
 
 // Sizes `out` for m rows of w's columns.
 void shape_activations(Int16Activations& out, int64_t m, const PackedMatrix& w) {
@@ -86,8 +95,8 @@ void shape_activations(Int16Activations& out, int64_t m, const PackedMatrix& w) 
 
 // Stores block b of row i: its codes (n of them, column order) where the decoder reads them, its scale in
 // the block and lane tables, and its sum in its group's (groups hold whole blocks: int16_gemv_supports).
-void place_block(Int16Activations& out, const PackedMatrix& w, const int64_t (&position)[kInt16Chunk],
-                 int64_t i, int64_t b, const int16_t* codes, float scale) {
+void place_block(Int16Activations& out, const PackedMatrix& w, const ChunkPositions& position, int64_t i,
+                 int64_t b, const int16_t* codes, float scale) {
   const int64_t K = w.cols, k0 = b * kInt16Block, n = std::min(kInt16Block, K - k0);
   const int64_t chunk = k0 / kInt16Chunk;
   int16_t* q = out.codes.data() + (i * out.chunks + chunk) * kInt16Chunk;
@@ -95,7 +104,7 @@ void place_block(Int16Activations& out, const PackedMatrix& w, const int64_t (&p
   int32_t sum = 0;
   for (int64_t j = 0; j < n; ++j) {
     const int64_t col = k0 % kInt16Chunk + j;
-    q[permuted ? position[col] : col] = codes[j];
+    q[permuted ? position[static_cast<size_t>(col)] : col] = codes[j];
     sum += codes[j];
   }
   out.scales[static_cast<size_t>(i * out.blocks + b)] = scale;
@@ -104,17 +113,12 @@ void place_block(Int16Activations& out, const PackedMatrix& w, const int64_t (&p
   out.group_sums[static_cast<size_t>(i * w.groups() + k0 / w.group_size)] += static_cast<float>(sum) * scale;
 }
 
-void chunk_positions(Codes codes, int64_t (&position)[kInt16Chunk]) {
-  for (int64_t j = 0; j < kInt16Chunk; ++j) position[j] = int16_chunk_position(codes, j);
-}
-
 }  // namespace
 
 void quantize_int16_activations(const float* x, int64_t m, const PackedMatrix& w, Int16Activations& out) {
   const int64_t K = w.cols;
   shape_activations(out, m, w);
-  int64_t position[kInt16Chunk];
-  chunk_positions(w.codes, position);
+  const ChunkPositions& position = chunk_positions(w.codes);
   int16_t codes[kInt16Block];
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t b = 0; b < out.blocks; ++b) {
@@ -144,8 +148,7 @@ void int16_activations_from_codes(const int16_t* codes, const float* row_scales,
                                   const PackedMatrix& w, Int16Activations& out) {
   const int64_t K = w.cols;
   shape_activations(out, m, w);
-  int64_t position[kInt16Chunk];
-  chunk_positions(w.codes, position);
+  const ChunkPositions& position = chunk_positions(w.codes);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t b = 0; b < out.blocks; ++b)
       place_block(out, w, position, i, b, codes + i * K + b * kInt16Block, row_scales[i]);
@@ -157,7 +160,7 @@ std::vector<float> int16_activation_values(const Int16Activations& x, const Pack
   for (int64_t i = 0; i < x.rows; ++i) {
     for (int64_t k = 0; k < K; ++k) {
       const int64_t chunk = k / kInt16Chunk, j = k % kInt16Chunk;
-      const int64_t pos = decoder_order(chunk, K) ? int16_chunk_position(w.codes, j) : j;
+      const int64_t pos = decoder_order(chunk, K) ? chunk_positions(w.codes)[static_cast<size_t>(j)] : j;
       const int16_t c = x.codes[static_cast<size_t>((i * x.chunks + chunk) * kInt16Chunk + pos)];
       out[static_cast<size_t>(i * K + k)] = c * x.scales[static_cast<size_t>(i * x.blocks + k / kInt16Block)];
     }
