@@ -54,6 +54,17 @@ uint64_t decode_weight_bytes(const runtime::Transformer& transformer) {
   return bytes;
 }
 
+uint64_t decode_kv_bytes(const runtime::Transformer& transformer, int64_t prompt_len, int64_t gen_len) {
+  const ModelConfig& c = transformer.config();
+  const runtime::KVQuantizer* codes = transformer.kv_quantizer();
+  const uint64_t value_bytes =
+      codes && codes->stores_codes() ? 1 : static_cast<uint64_t>(dtype_size(transformer.kv_storage()));
+  const double mean_positions = static_cast<double>(prompt_len) + static_cast<double>(gen_len) / 2.0;
+  const double per_position =
+      static_cast<double>(c.num_layers * 2 * c.num_kv_heads * c.head_dim) * value_bytes;
+  return static_cast<uint64_t>(mean_positions * per_position);
+}
+
 namespace {
 
 // One batch size, options.repeat timed runs after one untimed warm-up (page faults of the mapped weights,
@@ -136,6 +147,7 @@ SpeedResult measure_speed(const runtime::Transformer& transformer, const SpeedOp
   result.gen_len = options.gen_len;
   result.repeat = options.repeat;
   result.decode_weight_bytes = decode_weight_bytes(transformer);
+  result.decode_kv_bytes = decode_kv_bytes(transformer, options.prompt_len, options.gen_len);
   for (int64_t batch : options.batches) {
     if (batch < 1) fail("batch size {} is not positive", batch);
     result.batches.push_back(measure_batch(transformer, options, prompts, batch));

@@ -44,6 +44,7 @@ struct SpeedResult {
   int repeat = 0;
   std::vector<BatchSpeed> batches;   // in the order of SpeedOptions::batches
   uint64_t decode_weight_bytes = 0;  // bytes of weights read per decode step (every linear layer)
+  uint64_t decode_kv_bytes = 0;      // bytes of KV cache one batch-1 decode step reads, mean over the steps
   // The first batch size's figures (for one-batch callers).
   const BatchSpeed& first() const { return batches.front(); }
 };
@@ -55,6 +56,11 @@ SpeedResult measure_speed(const runtime::Transformer& transformer, const SpeedOp
 // Bytes of weights one decode step reads: every linear layer as the runtime holds it (packed codes and
 // scales for a packed quantized model; lm_head included even when tied).
 uint64_t decode_weight_bytes(const runtime::Transformer& transformer);
+
+// Bytes of keys and values a decode step of one sequence reads from the KV cache, mean over the steps of a
+// generation of gen_len tokens after a prompt_len prompt (step s attends to prompt_len + s positions), in
+// the storage the transformer's sessions use (4, 2 or 1 byte per value).
+uint64_t decode_kv_bytes(const runtime::Transformer& transformer, int64_t prompt_len, int64_t gen_len);
 
 // Read bandwidth of main memory in bytes/s: multi-threaded sums over a buffer much larger than the caches
 // (best of several passes), using the global thread pool.

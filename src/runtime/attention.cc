@@ -22,18 +22,16 @@ struct Scratch {
   std::vector<float> q, scores, out;
 };
 
-// Decode-sized work (one query): one head, a matrix-vector product each way; vector kernels beat
-// sgemm's setup here.
-void attend_one(const float* q, int64_t keys_seen, const float* keys, const float* values, int64_t d,
+// Decode-sized work (one query): one head, a matrix-vector product each way over the cached rows, read in
+// their storage dtype (16-bit caches halve what each token reads); vector kernels beat sgemm's setup here.
+void attend_one(const float* q, int64_t keys_seen, KVCache::Rows keys, KVCache::Rows values, int64_t d,
                 float* out, std::vector<float>& scores) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   scores.resize(static_cast<size_t>(keys_seen));
   float* sc = scores.data();
-  for (int64_t j = 0; j < keys_seen; ++j)
-    sc[j] = scale * kernels::dot(q, keys + j * d, static_cast<size_t>(d));
+  kernels::scaled_row_dots(q, keys.data, keys.dtype, keys_seen, d, scale, sc);
   kernels::softmax(sc, static_cast<size_t>(keys_seen));
-  std::memset(out, 0, static_cast<size_t>(d) * sizeof(float));
-  for (int64_t j = 0; j < keys_seen; ++j) kernels::axpy(sc[j], values + j * d, out, static_cast<size_t>(d));
+  kernels::weighted_row_sum(sc, values.data, values.dtype, keys_seen, d, out);
 }
 
 // Prefill: queries [t0, t1) of all `group` query heads that share one KV head, stacked into one matrix
@@ -92,8 +90,8 @@ void causal_attention(const float* q, int64_t first, int64_t count, const KVCach
       thread_local std::vector<float> scores;
       for (size_t h = begin; h < end; ++h) {
         const int64_t kv_head = static_cast<int64_t>(h) / group;
-        attend_one(q + static_cast<int64_t>(h) * d, first + 1, cache.keys(layer, kv_head),
-                   cache.values(layer, kv_head), d, out + static_cast<int64_t>(h) * d, scores);
+        attend_one(q + static_cast<int64_t>(h) * d, first + 1, cache.key_rows(layer, kv_head),
+                   cache.value_rows(layer, kv_head), d, out + static_cast<int64_t>(h) * d, scores);
       }
     });
     return;

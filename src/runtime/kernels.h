@@ -42,6 +42,16 @@ void silu_mul_ref(const float* gate, const float* up, float* out, size_t n);
 void softmax(float* x, size_t n);
 void softmax_ref(float* x, size_t n);
 
+// Decode attention's two products over one head's cached rows: n rows of d values, stored F32, BF16 or F16
+// (runtime/kv_cache.h), read in place. scores[j] = scale * dot(q, row j); out[0 .. d) = sum_j p[j] row j.
+// One call per head and product: per-row calls cost as much as the arithmetic at head_dim 64.
+void scaled_row_dots(const float* q, const void* rows, DType dtype, int64_t n, int64_t d, float scale,
+                     float* scores);
+void scaled_row_dots_ref(const float* q, const void* rows, DType dtype, int64_t n, int64_t d, float scale,
+                         float* scores);
+void weighted_row_sum(const float* p, const void* rows, DType dtype, int64_t n, int64_t d, float* out);
+void weighted_row_sum_ref(const float* p, const void* rows, DType dtype, int64_t n, int64_t d, float* out);
+
 // Small vector helpers used by attention.
 float dot(const float* a, const float* b, size_t n);
 void axpy(float a, const float* x, float* y, size_t n);  // y += a * x

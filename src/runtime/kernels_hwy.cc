@@ -174,6 +174,56 @@ void ConvertF32(DType dtype, const void* src, float* out, size_t count) {
   }
 }
 
+// Columns in blocks of four vectors held in registers across all rows, so out is written once; each column's
+// sum runs over the rows in order (the same fused multiply-adds as repeated axpy calls).
+template <DType T>
+void WeightedRowSumTyped(const float* p, const void* data, int64_t n, int64_t d, float* out) {
+  using Elem = typename Widen<T>::Elem;
+  const Elem* rows = static_cast<const Elem*>(data);
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t c = 0;
+  for (; c + 4 * lanes <= d; c += 4 * lanes) {
+    VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+    for (int64_t j = 0; j < n; ++j) {
+      const VF pj = hn::Set(df, p[j]);
+      const Elem* r = rows + j * d + c;
+      a0 = hn::MulAdd(pj, Widen<T>::Load(df, r), a0);
+      a1 = hn::MulAdd(pj, Widen<T>::Load(df, r + lanes), a1);
+      a2 = hn::MulAdd(pj, Widen<T>::Load(df, r + 2 * lanes), a2);
+      a3 = hn::MulAdd(pj, Widen<T>::Load(df, r + 3 * lanes), a3);
+    }
+    hn::StoreU(a0, df, out + c);
+    hn::StoreU(a1, df, out + c + lanes);
+    hn::StoreU(a2, df, out + c + 2 * lanes);
+    hn::StoreU(a3, df, out + c + 3 * lanes);
+  }
+  for (; c + lanes <= d; c += lanes) {
+    VF a = hn::Zero(df);
+    for (int64_t j = 0; j < n; ++j)
+      a = hn::MulAdd(hn::Set(df, p[j]), Widen<T>::Load(df, rows + j * d + c), a);
+    hn::StoreU(a, df, out + c);
+  }
+  for (; c < d; ++c) {
+    float a = 0.0f;
+    for (int64_t j = 0; j < n; ++j) a += p[j] * Widen<T>::One(rows + j * d + c);
+    out[c] = a;
+  }
+}
+
+void WeightedRowSum(const float* p, const void* rows, DType dtype, int64_t n, int64_t d, float* out) {
+  switch (dtype) {
+    case DType::F32:
+      return WeightedRowSumTyped<DType::F32>(p, rows, n, d, out);
+    case DType::BF16:
+      return WeightedRowSumTyped<DType::BF16>(p, rows, n, d, out);
+    case DType::F16:
+      return WeightedRowSumTyped<DType::F16>(p, rows, n, d, out);
+    default:
+      return;  // the KV cache stores only these three
+  }
+}
+
 // Sum of squares with two accumulators (hides FMA latency); fp32, see the test for the error bound.
 void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out) {
   const DF df;
@@ -305,6 +355,7 @@ HWY_AFTER_NAMESPACE();
 namespace lowbit::kernels {
 HWY_EXPORT(GemvRows);
 HWY_EXPORT(ConvertF32);
+HWY_EXPORT(WeightedRowSum);
 HWY_EXPORT(RmsNorm);
 HWY_EXPORT(SiluMul);
 HWY_EXPORT(Softmax);
@@ -320,6 +371,9 @@ void gemv_rows(const float* x, int64_t m, const DenseWeight& w, const float* bia
 }
 void convert_f32(DType dtype, const void* src, float* out, size_t count) {
   HWY_DYNAMIC_DISPATCH(ConvertF32)(dtype, src, out, count);
+}
+void weighted_row_sum(const float* p, const void* rows, DType dtype, int64_t n, int64_t d, float* out) {
+  HWY_DYNAMIC_DISPATCH(WeightedRowSum)(p, rows, dtype, n, d, out);
 }
 void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out) {
   HWY_DYNAMIC_DISPATCH(RmsNorm)(x, weight, rows, dim, eps, out);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "runtime/kernels.h"
 #include "runtime/kv_quant.h"
 #include "util/error.h"
 
@@ -22,14 +23,33 @@ std::vector<T> regrow(const std::vector<T>& old, int64_t blocks, int64_t old_row
   return grown;
 }
 
+// n values rounded to 16 bits: bf16 inline (a prefill stores every token's keys and values of every
+// layer; io's f32_to_bf16 gives the same bits), fp16 through io's converter.
+void round_to_halves(DType storage, const float* src, uint16_t* dst, int64_t n) {
+  if (storage == DType::F16) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &src[i], sizeof(bits));
+    const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+    dst[i] = nan ? static_cast<uint16_t>((bits >> 16) | 0x40u)
+                 : static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+  }
+}
+
 }  // namespace
 
 KVCache::KVCache(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t capacity,
-                 const KVQuantizer* quantizer)
+                 const KVQuantizer* quantizer, DType storage)
     : layers_(layers),
       kv_heads_(kv_heads),
       head_dim_(head_dim),
-      quantizer_(quantizer && quantizer->stores_codes() ? quantizer : nullptr) {
+      quantizer_(quantizer && quantizer->stores_codes() ? quantizer : nullptr),
+      storage_(quantizer_ ? DType::F32 : storage) {
+  if (storage_ != DType::F32 && storage_ != DType::BF16 && storage_ != DType::F16)
+    fail("KV cache: storage dtype {} is not supported (F32, BF16 or F16)", dtype_name(storage_));
   reserve(capacity);
 }
 
@@ -39,6 +59,8 @@ void KVCache::reserve(int64_t positions) {
   const int64_t blocks = layers_ * 2 * kv_heads_;
   if (quantizer_) {
     codes_ = regrow(codes_, blocks, capacity_, new_capacity, head_dim_);
+  } else if (storage_ != DType::F32) {
+    halves_ = regrow(halves_, blocks, capacity_, new_capacity, head_dim_);
   } else {
     data_ = regrow(data_, blocks, capacity_, new_capacity, head_dim_);
   }
@@ -46,15 +68,26 @@ void KVCache::reserve(int64_t positions) {
 }
 
 const float* KVCache::read(int64_t layer, int64_t kv_head, int which) const {
-  if (!quantizer_) return data_.data() + offset(layer, kv_head, which);
+  if (!quantizer_ && storage_ == DType::F32) return data_.data() + offset(layer, kv_head, which);
   thread_local std::vector<float> decoded[2];
   std::vector<float>& out = decoded[which];
   const size_t n = static_cast<size_t>(filled_ * head_dim_);
   out.resize(std::max<size_t>(n, 1));
+  if (!quantizer_) {
+    const kernels::DenseWeight stored{storage_, halves_.data() + offset(layer, kv_head, which), filled_,
+                                      head_dim_};
+    kernels::convert_rows_to_f32(stored, 0, filled_, out.data());
+    return out.data();
+  }
   const uint8_t* codes = codes_.data() + offset(layer, kv_head, which);
   const float scale = quantizer_->scale(layer, which, kv_head);
   for (size_t i = 0; i < n; ++i) out[i] = quantizer_->decode(codes[i], scale);
   return out.data();
+}
+
+KVCache::Rows KVCache::rows(int64_t layer, int64_t kv_head, int which) const {
+  if (quantizer_ || storage_ == DType::F32) return {read(layer, kv_head, which), DType::F32};
+  return {halves_.data() + offset(layer, kv_head, which), storage_};
 }
 
 void KVCache::store(int64_t layer, int64_t first, int64_t count, const float* k, const float* v) {
@@ -65,10 +98,16 @@ void KVCache::store(int64_t layer, int64_t first, int64_t count, const float* k,
     for (int which = 0; which < 2; ++which) {
       const float* src = which == 0 ? k : v;
       const size_t base = offset(layer, g, which) + static_cast<size_t>(first * head_dim_);
-      if (!quantizer_) {
+      if (!quantizer_ && storage_ == DType::F32) {
         for (int64_t t = 0; t < count; ++t)
           std::memcpy(data_.data() + base + static_cast<size_t>(t * head_dim_), src + t * row + g * head_dim_,
                       head_bytes);
+        continue;
+      }
+      if (!quantizer_) {
+        for (int64_t t = 0; t < count; ++t)
+          round_to_halves(storage_, src + t * row + g * head_dim_,
+                          halves_.data() + base + static_cast<size_t>(t * head_dim_), head_dim_);
         continue;
       }
       const float scale = quantizer_->scale(layer, which, g);

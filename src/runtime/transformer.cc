@@ -52,10 +52,16 @@ Transformer::Transformer(const Model& model, const LinearFactory& make_linear)
   }
 }
 
+void Transformer::set_kv_storage(DType storage) {
+  if (storage != DType::F32 && storage != DType::BF16 && storage != DType::F16)
+    fail("KV cache storage must be F32, BF16 or F16, not {}", dtype_name(storage));
+  kv_storage_ = storage;
+}
+
 Session::Session(const Transformer& transformer, int64_t capacity)
     : tf_(transformer),
       cache_(transformer.config().num_layers, transformer.config().num_kv_heads,
-             transformer.config().head_dim, capacity, transformer.kv_quantizer()) {}
+             transformer.config().head_dim, capacity, transformer.kv_quantizer(), transformer.kv_storage()) {}
 
 void Session::truncate(int64_t position) {
   if (position < 0 || position > position_)

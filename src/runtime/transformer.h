@@ -40,6 +40,10 @@ class Transformer {
   // KV cache quantization (a checkpoint's kv_cache_scheme); null keeps keys and values in fp32.
   void set_kv_quantizer(std::shared_ptr<const KVQuantizer> kv_quant) { kv_quant_ = std::move(kv_quant); }
   const KVQuantizer* kv_quantizer() const { return kv_quant_.get(); }
+  // How Sessions store keys and values when the checkpoint does not quantize them: F32 (the default; exact
+  // for evaluation), or BF16 / F16 as a 16-bit torch model holds them (half the memory and traffic).
+  void set_kv_storage(DType storage);
+  DType kv_storage() const { return kv_storage_; }
 
  private:
   const Model& model_;
@@ -49,6 +53,7 @@ class Transformer {
   std::vector<Layer> layers_;
   std::vector<float> inv_freq_;
   std::shared_ptr<const KVQuantizer> kv_quant_;
+  DType kv_storage_ = DType::F32;
 };
 
 // Which positions forward() returns logits for.

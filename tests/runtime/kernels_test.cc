@@ -401,5 +401,63 @@ TEST(VectorHelpers, DotAxpyAddMatchDoubleReference) {
   }
 }
 
+// Values stored as `dtype` (F32, BF16 or F16), round to nearest even.
+std::vector<uint8_t> store_as(DType dtype, const std::vector<float>& values) {
+  std::vector<uint8_t> out(values.size() * dtype_size(dtype));
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (dtype == DType::F32) {
+      std::memcpy(out.data() + 4 * i, &values[i], 4);
+    } else {
+      const uint16_t h = dtype == DType::BF16 ? f32_to_bf16(values[i]) : f32_to_f16(values[i]);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+  }
+  return out;
+}
+
+// Decode attention's row products over F32 / BF16 / F16 rows (a KV cache head) against the double
+// reference: each output is an n- or d-term fp32 sum of exact products of the same widened values, so the
+// gamma bound of the dot test applies (terms * 2^-24 * sum |terms|), plus one rounding of the scale.
+TEST(AttentionRows, ScaledDotsAndWeightedSumMatchReference) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    for (int64_t d : {1, 7, 32, 64, 100, 128}) {
+      for (int64_t n : {1, 3, 17, 300}) {
+        SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " d=" << d << " n=" << n);
+        const std::vector<float> values = random_floats(rng, static_cast<size_t>(n * d), -2, 2);
+        const std::vector<uint8_t> stored = store_as(dtype, values);
+        std::vector<float> widened(values.size());
+        convert_to_f32(dtype, stored.data(), widened.data(), widened.size());
+        const std::vector<float> q = random_floats(rng, static_cast<size_t>(d), -1, 1);
+        std::vector<float> p = random_floats(rng, static_cast<size_t>(n), 0, 1);
+        const float scale = 0.125f;
+
+        std::vector<float> got(static_cast<size_t>(n)), want(got.size());
+        scaled_row_dots(q.data(), stored.data(), dtype, n, d, scale, got.data());
+        scaled_row_dots_ref(q.data(), stored.data(), dtype, n, d, scale, want.data());
+        for (int64_t j = 0; j < n; ++j) {
+          double abs_sum = 0;
+          for (int64_t k = 0; k < d; ++k) abs_sum += std::fabs(q[k] * widened[j * d + k]);
+          const double bound =
+              scale * (static_cast<double>(d) * 0x1p-24 * abs_sum) + 0x1p-24 * std::fabs(want[j]);
+          ASSERT_NEAR(got[j], want[j], bound + 1e-30) << "row " << j;
+        }
+
+        std::vector<float> out(static_cast<size_t>(d), -7.0f), out_ref(out.size());  // poisoned: overwritten
+        weighted_row_sum(p.data(), stored.data(), dtype, n, d, out.data());
+        weighted_row_sum_ref(p.data(), stored.data(), dtype, n, d, out_ref.data());
+        for (int64_t k = 0; k < d; ++k) {
+          double abs_sum = 0;
+          for (int64_t j = 0; j < n; ++j) abs_sum += std::fabs(p[j] * widened[j * d + k]);
+          ASSERT_NEAR(out[k], out_ref[k], static_cast<double>(n) * 0x1p-24 * abs_sum + 1e-30)
+              << "column " << k;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lowbit::kernels

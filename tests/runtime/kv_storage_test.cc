@@ -3,10 +3,12 @@
 // dynamic schemes keep fp32 storage.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 
 #include "runtime/kv_cache.h"
 #include "runtime/kv_quant.h"
+#include "util/error.h"
 
 namespace lowbit::runtime {
 namespace {
@@ -68,6 +70,53 @@ TEST(KVStorage, CodesGiveBackTheFakeQuantizedValues) {
     }
     EXPECT_EQ(codes.bytes() * 4, floats.bytes());
   }
+}
+
+// bf16 / fp16 storage holds each value rounded to nearest even (io's converters give the expected bits),
+// in half the bytes; rows() points at the stored halves, keys() / values() widen them; growth keeps them.
+TEST(KVStorage, SixteenBitStorageRoundsToNearestEven) {
+  const int64_t layers = 2, heads = 3, dim = 5, count = 9;
+  std::mt19937 rng(8);
+  std::normal_distribution<float> normal(0.0f, 10.0f);
+  for (DType storage : {DType::BF16, DType::F16}) {
+    KVCache halves(layers, heads, dim, 2, nullptr, storage);  // grows while storing
+    KVCache floats(layers, heads, dim, count);
+    EXPECT_EQ(halves.storage(), storage);
+    std::vector<std::vector<float>> ks, vs;
+    for (int64_t first = 0; first < count; first += 2) {
+      const int64_t n = std::min<int64_t>(2, count - first);
+      for (int64_t layer = 0; layer < layers; ++layer) {
+        std::vector<float> k(static_cast<size_t>(n * heads * dim)), v(k.size());
+        for (float& x : k) x = normal(rng);
+        for (float& x : v) x = normal(rng);
+        halves.reserve(first + n);
+        halves.store(layer, first, n, k.data(), v.data());
+        floats.store(layer, first, n, k.data(), v.data());
+      }
+    }
+    auto rounded = [&](float x) {
+      return storage == DType::BF16 ? bf16_to_f32(f32_to_bf16(x)) : f16_to_f32(f32_to_f16(x));
+    };
+    for (int64_t layer = 0; layer < layers; ++layer) {
+      for (int64_t h = 0; h < heads; ++h) {
+        const KVCache::Rows kr = halves.key_rows(layer, h), vr = halves.value_rows(layer, h);
+        ASSERT_EQ(kr.dtype, storage);
+        ASSERT_EQ(vr.dtype, storage);
+        const float* kw = halves.keys(layer, h);
+        const float* vw = halves.values(layer, h);
+        for (int64_t i = 0; i < count * dim; ++i) {
+          const float k = floats.keys(layer, h)[i], v = floats.values(layer, h)[i];
+          ASSERT_EQ(kw[i], rounded(k)) << "layer " << layer << " head " << h << " at " << i;
+          ASSERT_EQ(vw[i], rounded(v)) << "layer " << layer << " head " << h << " at " << i;
+          uint16_t bits;
+          std::memcpy(&bits, static_cast<const uint16_t*>(kr.data) + i, sizeof(bits));
+          ASSERT_EQ(bits, storage == DType::BF16 ? f32_to_bf16(k) : f32_to_f16(k));
+        }
+      }
+    }
+    EXPECT_EQ(halves.bytes() * 2 * count, floats.bytes() * halves.capacity());
+  }
+  EXPECT_THROW(KVCache(1, 1, 4, 1, nullptr, DType::F8_E4M3), Error);
 }
 
 TEST(KVStorage, DynamicSchemesStayFp32) {

@@ -27,6 +27,8 @@ int run_compare(const CompareArgs& args) {
   apply_threads(args.common);
   LoadedModel base = load_model(args.base, args.common.json);
   LoadedModel quant = load_model(args.quant, args.common.json);
+  apply_kv_cache_dtype(base, args.common.kv_cache_dtype);
+  apply_kv_cache_dtype(quant, args.common.kv_cache_dtype);
   const std::string text = read_file(args.data);
   // Both models are fed the same tokens: the base model's tokenization.
   const std::vector<int32_t> tokens = base.tokenizer->encode(text, /*add_special_tokens=*/true);
@@ -104,6 +106,7 @@ void register_compare(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& 
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   add_common_options(cmd, args->common);
+  add_kv_cache_dtype_option(cmd, args->common, "fp32");
   commands.emplace_back(cmd, [args] { return run_compare(*args); });
 }
 

@@ -73,6 +73,7 @@ int run_eval(const EvalArgs& args) {
   std::string log_lines;
   for (const std::string& dir : args.models) {
     LoadedModel loaded = load_model(dir, args.common.json);
+    apply_kv_cache_dtype(loaded, args.common.kv_cache_dtype);
     eval::ModelReport report;
     report.model = dir;
     report.quantization = describe_quantization(loaded);
@@ -150,6 +151,7 @@ void register_eval(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& com
       "Encode without BOS (lm-eval's old add_bos_token=False default); by default the tokenizer's own "
       "special tokens are added, as current lm-eval does");
   add_common_options(cmd, args->common);
+  add_kv_cache_dtype_option(cmd, args->common, "fp32");
   commands.emplace_back(cmd, [args] {
     for (std::string& s : args->stop) {
       std::string unescaped;

@@ -26,6 +26,7 @@ struct GenerateArgs {
 int run_generate(const GenerateArgs& args) {
   apply_threads(args.common);
   LoadedModel loaded = load_model(args.model, args.common.json);
+  apply_kv_cache_dtype(loaded, args.common.kv_cache_dtype);
   const Tokenizer& tokenizer = *loaded.tokenizer;
 
   std::vector<int32_t> prompt = tokenizer.encode(args.prompt, /*add_special_tokens=*/true);
@@ -107,6 +108,7 @@ void register_generate(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   cmd->add_option("--seed", args->seed, "Random seed (same seed, same text)")->capture_default_str();
   cmd->add_flag("--ignore-eos", args->ignore_eos, "Keep generating after the end-of-sequence token");
   add_common_options(cmd, args->common);
+  add_kv_cache_dtype_option(cmd, args->common, "auto");
   commands.emplace_back(cmd, [args] { return run_generate(*args); });
 }
 

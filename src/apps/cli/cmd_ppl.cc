@@ -25,6 +25,7 @@ struct PplArgs {
 int run_ppl(const PplArgs& args) {
   apply_threads(args.common);
   LoadedModel loaded = load_model(args.model, args.common.json);
+  apply_kv_cache_dtype(loaded, args.common.kv_cache_dtype);
   const std::string text = read_file(args.data);
 
   eval::PerplexityOptions options;
@@ -51,6 +52,7 @@ int run_ppl(const PplArgs& args) {
         {"ctx", args.ctx},
         {"stride", args.stride},
         {"decode", args.decode},
+        {"kv_cache", describe_kv_cache(loaded)},
         {"ppl", result.ppl},
         {"nll", result.nll},
         {"tokens", result.tokens},
@@ -95,6 +97,7 @@ void register_ppl(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& comm
                 "Run each window one token at a time through the decode kernels (as generation does) "
                 "instead of as one prefill (slower: every token is its own pass over the weights)");
   add_common_options(cmd, args->common);
+  add_kv_cache_dtype_option(cmd, args->common, "fp32");
   commands.emplace_back(cmd, [args] { return run_ppl(*args); });
 }
 

@@ -11,6 +11,7 @@
 #include "runtime/kv_quant.h"
 #include "runtime/packed_linear.h"
 #include "runtime/quantized_linear.h"
+#include "util/error.h"
 
 namespace lowbit::cli {
 
@@ -46,6 +47,32 @@ LoadedModel load_model(const std::filesystem::path& dir, bool quiet, QuantizedWe
     if (loaded.quant) fmt::print(stderr, "{}\n", describe_quantization(loaded));
   }
   return loaded;
+}
+
+void apply_kv_cache_dtype(LoadedModel& loaded, const std::string& kv_cache_dtype) {
+  DType storage = DType::F32;
+  if (kv_cache_dtype == "bf16") storage = DType::BF16;
+  if (kv_cache_dtype == "fp16") storage = DType::F16;
+  if (kv_cache_dtype == "auto") {
+    const DType stored = loaded.model->embed_tokens().dtype;
+    if (stored == DType::BF16 || stored == DType::F16) storage = stored;
+  } else if (kv_cache_dtype != "fp32" && kv_cache_dtype != "bf16" && kv_cache_dtype != "fp16") {
+    fail("--kv-cache-dtype {}: expected auto, fp32, bf16 or fp16", kv_cache_dtype);
+  }
+  loaded.transformer->set_kv_storage(storage);
+}
+
+std::string describe_kv_cache(const LoadedModel& loaded) {
+  const runtime::KVQuantizer* kv = loaded.transformer->kv_quantizer();
+  if (kv && kv->stores_codes()) return "codes (" + describe(*loaded.quant->kv_cache_scheme) + ")";
+  switch (loaded.transformer->kv_storage()) {
+    case DType::BF16:
+      return "bf16";
+    case DType::F16:
+      return "fp16";
+    default:
+      return "fp32";
+  }
 }
 
 size_t peak_rss_bytes() {

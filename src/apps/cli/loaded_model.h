@@ -33,6 +33,13 @@ enum class QuantizedWeights { Default, Packed, Dequantized };
 LoadedModel load_model(const std::filesystem::path& dir, bool quiet = false,
                        QuantizedWeights weights = QuantizedWeights::Default);
 
+// Sets how the model's sessions cache keys and values: "auto" (the dtype of the checkpoint's embeddings
+// when it is bf16 or fp16, else fp32), "fp32", "bf16" or "fp16". A checkpoint whose kv_cache_scheme stores
+// codes keeps its codes either way.
+void apply_kv_cache_dtype(LoadedModel& loaded, const std::string& kv_cache_dtype);
+// What the sessions cache: "int8 codes" / "fp8 codes" style text of a quantized cache, else the dtype.
+std::string describe_kv_cache(const LoadedModel& loaded);
+
 // Peak resident set size of this process so far, in bytes.
 size_t peak_rss_bytes();
 

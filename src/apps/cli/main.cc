@@ -16,6 +16,15 @@ void add_common_options(CLI::App* cmd, CommonOptions& options) {
   cmd->add_flag("--json", options.json, "Print one machine-readable JSON object on stdout");
 }
 
+void add_kv_cache_dtype_option(CLI::App* cmd, CommonOptions& options, const std::string& default_value) {
+  options.kv_cache_dtype = default_value;
+  cmd->add_option("--kv-cache-dtype", options.kv_cache_dtype,
+                  "How keys and values are cached when the checkpoint does not quantize them: auto (the "
+                  "checkpoint's float dtype, as vLLM), fp32, bf16 or fp16")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp16"}))
+      ->capture_default_str();
+}
+
 void apply_threads(const CommonOptions& options) {
   set_global_threads(options.threads);
 }
