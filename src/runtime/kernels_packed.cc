@@ -249,6 +249,35 @@ void packed_linear(const float* x, int64_t m, const PackedMatrix& w, const float
   packed_tiled_sgemm(x, m, w, bias, y);
 }
 
+void packed_linear_shared_input(const float* x, int64_t m, std::span<const PackedProduct> products) {
+  if (products.empty()) return;
+  const PackedMatrix& first = *products.front().w;
+  bool fused = m > 0 && m < packed_gemm_min_rows(first.codes) && first.cols > 0;
+  int64_t total = 0;
+  for (const PackedProduct& p : products) {
+    check_args(x, m, *p.w, p.y);
+    fused = fused && p.w->codes == first.codes && p.w->cols == first.cols &&
+            p.w->group_size == first.group_size && packed_gemv_uses_int16(*p.w);
+    total += p.w->rows;
+  }
+  if (!fused) {
+    for (const PackedProduct& p : products) packed_linear(x, m, *p.w, p.bias, p.y);
+    return;
+  }
+  Int16Activations& xq = int16_buffer();
+  quantize_int16_activations(x, m, first, xq);
+  // The rows of all products as one range; a chunk may span the end of one matrix and the start of the next.
+  global_pool().parallel_for(static_cast<size_t>(total), gemv_grain(first), [&](size_t begin, size_t end) {
+    int64_t offset = 0;
+    for (const PackedProduct& p : products) {
+      const int64_t lo = std::max<int64_t>(static_cast<int64_t>(begin) - offset, 0);
+      const int64_t hi = std::min<int64_t>(static_cast<int64_t>(end) - offset, p.w->rows);
+      if (lo < hi) int16_gemv_rows(xq, *p.w, p.bias, p.y, lo, hi);
+      offset += p.w->rows;
+    }
+  });
+}
+
 // ---- W8A8 ---------------------------------------------------------------------------------------------
 
 namespace {

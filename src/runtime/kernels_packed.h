@@ -29,6 +29,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace lowbit::kernels {
@@ -72,6 +73,18 @@ bool packed_gemv_uses_int16(const PackedMatrix& w);
 void set_int16_gemv_enabled(bool enabled);
 void packed_tiled_sgemm(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y);
 int64_t packed_gemm_min_rows(Codes codes);
+
+// One of several products of the same x: y = x W^T (+ bias).
+struct PackedProduct {
+  const PackedMatrix* w;
+  const float* bias;
+  float* y;
+};
+// The products of one x (q/k/v, gate/up). At decode sizes, when every W takes the int16 path with the same
+// activation layout (equal codes, columns and group size), x is rounded to int16 once and all their rows run
+// in one parallel region: one hand-off to the pool instead of one per matrix. Otherwise one packed_linear
+// each. Same results as packed_linear.
+void packed_linear_shared_input(const float* x, int64_t m, std::span<const PackedProduct> products);
 // Scalar reference (fp32 accumulation in k order): what the tests compare the fast paths with.
 void packed_linear_ref(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y);
 

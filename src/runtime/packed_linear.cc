@@ -178,6 +178,22 @@ void PackedLinear::forward_int8(const float* x, int64_t m, float* y) const {
   kernels::int8_linear(a, w_, bias_.empty() ? nullptr : bias_.data(), y);
 }
 
+void forward_shared_input(const float* x, int64_t m, std::span<const LinearWeight* const> linears,
+                          std::span<float* const> outputs) {
+  std::vector<kernels::PackedProduct> products;
+  for (size_t j = 0; j < linears.size(); ++j) {
+    const auto* packed = dynamic_cast<const PackedLinear*>(linears[j]);
+    if (packed == nullptr || !packed->weight_only()) {
+      products.clear();
+      break;
+    }
+    products.push_back({&packed->matrix(), packed->bias(), outputs[j]});
+  }
+  if (products.size() == linears.size() && !products.empty())
+    return kernels::packed_linear_shared_input(x, m, products);
+  for (size_t j = 0; j < linears.size(); ++j) linears[j]->forward(x, m, outputs[j]);
+}
+
 LinearFactory make_packed_linear_factory(std::shared_ptr<const formats::QuantizedCheckpoint> quant) {
   LinearFactory fallback = make_quantized_linear_factory(quant);
   return [quant, fallback](const LinearModule& module) -> std::unique_ptr<LinearWeight> {

@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "formats/compressed_tensors_reader.h"
@@ -33,6 +34,9 @@ class PackedLinear final : public LinearWeight {
   const kernels::PackedMatrix& matrix() const { return w_; }
   // True when forward() multiplies int8 activation codes (W8A8).
   bool integer_activations() const { return int8_inputs_; }
+  // True when forward() multiplies x as given (weight-only schemes): kernels::packed_linear of matrix().
+  bool weight_only() const { return !input_; }
+  const float* bias() const { return bias_.empty() ? nullptr : bias_.data(); }
 
  private:
   void forward_int8(const float* x, int64_t m, float* y) const;
@@ -44,6 +48,12 @@ class PackedLinear final : public LinearWeight {
   std::optional<ActivationQuantizer> input_;
   bool int8_inputs_ = false;
 };
+
+// Linears that read the same input x (q/k/v, gate/up): outputs[j] = linears[j](x). When all are weight-only
+// PackedLinear, one kernels::packed_linear_shared_input call (at decode sizes, x rounded once and one
+// parallel region for all); otherwise one forward() each.
+void forward_shared_input(const float* x, int64_t m, std::span<const LinearWeight* const> linears,
+                          std::span<float* const> outputs);
 
 // A LinearFactory for a checkpoint opened with keep_packed: modules with a StoredWeight become PackedLinear,
 // the others what make_quantized_linear_factory makes (QuantizedLinear over dequantized weights, or dense).

@@ -1,8 +1,10 @@
 #include "runtime/transformer.h"
 
 #include <algorithm>
+#include <array>
 
 #include "runtime/attention.h"
+#include "runtime/packed_linear.h"
 #include "util/error.h"
 
 namespace lowbit::runtime {
@@ -21,8 +23,8 @@ void mlp_residual(const Transformer::Layer& l, const ModelConfig& c, float* x, i
                   float* gate, float* up) {
   const int64_t hidden = c.hidden_size;
   kernels::rmsnorm(x, l.post_attention_norm.data(), rows, hidden, static_cast<float>(c.rms_norm_eps), h);
-  l.gate->forward(h, rows, gate);
-  l.up->forward(h, rows, up);
+  forward_shared_input(h, rows, std::array<const LinearWeight*, 2>{l.gate.get(), l.up.get()},
+                       std::array<float*, 2>{gate, up});
   kernels::silu_mul(gate, up, gate, static_cast<size_t>(rows * c.intermediate_size));
   l.down->forward(gate, rows, h);
   kernels::add_inplace(x, h, static_cast<size_t>(rows * hidden));
@@ -122,9 +124,8 @@ void Session::forward_chunk(const int32_t* tokens, int64_t count, Logits which, 
   for (int64_t li = 0; li < c.num_layers; ++li) {
     const Transformer::Layer& l = tf_.layer(li);
     kernels::rmsnorm(x, l.input_norm.data(), count, hidden, eps, h);
-    l.q->forward(h, count, q);
-    l.k->forward(h, count, k);
-    l.v->forward(h, count, v);
+    forward_shared_input(h, count, std::array<const LinearWeight*, 3>{l.q.get(), l.k.get(), l.v.get()},
+                         std::array<float*, 3>{q, k, v});
     apply_rope(q, count, c.num_heads, c.q_dim(), angles_);
     apply_rope(k, count, c.num_kv_heads, c.kv_dim(), angles_);
     if (const KVQuantizer* kv_quant = tf_.kv_quantizer()) kv_quant->apply(li, k, v, count);
@@ -180,9 +181,8 @@ void decode_batch(const Transformer& tf, std::span<Session* const> sessions, std
   for (int64_t li = 0; li < c.num_layers; ++li) {
     const Transformer::Layer& l = tf.layer(li);
     kernels::rmsnorm(x, l.input_norm.data(), B, hidden, eps, h);
-    l.q->forward(h, B, q);
-    l.k->forward(h, B, k);
-    l.v->forward(h, B, v);
+    forward_shared_input(h, B, std::array<const LinearWeight*, 3>{l.q.get(), l.k.get(), l.v.get()},
+                         std::array<float*, 3>{q, k, v});
     for (int64_t b = 0; b < B; ++b) {
       Session& s = *sessions[static_cast<size_t>(b)];
       apply_rope(q + b * qd, 1, c.num_heads, qd, s.angles_);

@@ -432,6 +432,43 @@ TEST(PackedKernels, Int16PathCarriesNonFiniteInputs) {
   for (float v : y) EXPECT_TRUE(std::isnan(v));
 }
 
+// Products of one x (q/k/v, gate/up) through forward_shared_input equal each layer's own forward() bit for
+// bit, fused (same layout: one int16 rounding, one parallel region, chunks spanning matrices) or not
+// (different group sizes, prefill sizes); with several threads.
+TEST(PackedKernels, SharedInputProductsEqualSeparateOnes) {
+  const int64_t K = 256;
+  const StoredCase a = make_case(int_args(4, QuantStrategy::Group, 128, true), 37, K, true, 11);
+  const StoredCase b = make_case(int_args(4, QuantStrategy::Group, 128, false), 5, K, true, 12);
+  const StoredCase c = make_case(int_args(4, QuantStrategy::Group, 128, true), 300, K, true, 13);
+  const StoredCase d = make_case(int_args(4, QuantStrategy::Group, 64, true), 9, K, true, 14);
+  const std::vector<float> bias = random_values(300, 15);
+  TensorView bias_view{"b", DType::F32, {300}, reinterpret_cast<const std::byte*>(bias.data()), 1200};
+  PackedLinear la(a.stored, std::nullopt, std::nullopt), lb(b.stored, std::nullopt, std::nullopt);
+  PackedLinear lc(c.stored, bias_view, std::nullopt), ld(d.stored, std::nullopt, std::nullopt);
+  for (int threads : {1, 2, 3}) {
+    set_global_threads(threads);
+    for (int64_t m : {1, 3, 64}) {
+      const std::vector<float> x = random_values(m * K, 16 + static_cast<uint32_t>(m));
+      for (const std::vector<const LinearWeight*>& layers :
+           {std::vector<const LinearWeight*>{&la, &lb, &lc}, std::vector<const LinearWeight*>{&la, &ld}}) {
+        std::vector<std::vector<float>> fused, separate;
+        std::vector<float*> outputs;
+        for (const LinearWeight* l : layers) {
+          fused.emplace_back(static_cast<size_t>(m * l->out_features()), -1.0f);
+          separate.emplace_back(fused.back().size());
+          l->forward(x.data(), m, separate.back().data());
+        }
+        for (auto& f : fused) outputs.push_back(f.data());
+        forward_shared_input(x.data(), m, layers, outputs);
+        for (size_t j = 0; j < layers.size(); ++j)
+          for (size_t i = 0; i < fused[j].size(); ++i)
+            ASSERT_EQ(fused[j][i], separate[j][i]) << "threads " << threads << " m " << m << " layer " << j;
+      }
+    }
+  }
+  set_global_threads(0);
+}
+
 TEST(PackedKernels, RejectsMismatchedInputs) {
   const StoredCase c = make_case(int_args(4, QuantStrategy::Group, 32, true), 4, 64, true, 1);
   PackedLinear lin(c.stored, std::nullopt, std::nullopt);
