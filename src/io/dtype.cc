@@ -184,19 +184,6 @@ bool is_floating(DType t) {
   }
 }
 
-float bf16_to_f32(uint16_t v) {
-  return float_of(static_cast<uint32_t>(v) << 16);
-}
-
-uint16_t f32_to_bf16(float v) {
-  const uint32_t bits = bits_of(v);
-  // NaN: keep sign and the top payload bits, force quiet so that truncation cannot produce infinity.
-  if (is_nan_bits(bits)) return static_cast<uint16_t>((bits >> 16) | 0x0040u);
-  const uint32_t sign = (bits & kF32Sign) >> 16;
-  // bf16 has float32's exponent range, so overflow carries into the infinity code by itself.
-  return static_cast<uint16_t>(sign | round_magnitude(bits & kF32Abs, 8, 7));
-}
-
 float f16_to_f32(uint16_t v) {
   return with_sign(decode_magnitude(v & 0x7fffu, 5, 10, true, 0), (v & 0x8000u) != 0);
 }

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,8 +34,22 @@ bool tensor_nbytes(DType t, std::span<const int64_t> shape, uint64_t* nbytes);
 // torch's x.clamp(-448, 448).to(e4m3fn). e5m2 follows IEEE when decoding (max 57344, has inf); encoding
 // saturates to +-57344 like compressed-tensors. NaN in gives a quiet NaN out with its sign (fp8: 0x7f | sign,
 // as torch does).
-float bf16_to_f32(uint16_t v);
-uint16_t f32_to_bf16(float v);  // round to nearest even, NaN stays NaN
+// bf16 <-> fp32 are inline: calibration without AMX rounds every activation through them, and the loops
+// vectorize. Rounding to nearest even is an integer add on the bits: the carry of a rounded-up mantissa
+// runs into the exponent, which gives the right bf16 for normals, subnormals, overflow to infinity and
+// infinity itself (bf16 has fp32's exponent range). NaN keeps sign and top payload bits, forced quiet.
+inline float bf16_to_f32(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+inline uint16_t f32_to_bf16(float v) {  // round to nearest even, NaN stays NaN
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
 float f16_to_f32(uint16_t v);
 uint16_t f32_to_f16(float v);  // round to nearest even, beyond 65504 (from 65520) to inf as torch does
 float e4m3_to_f32(uint8_t v);

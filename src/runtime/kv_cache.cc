@@ -23,20 +23,13 @@ std::vector<T> regrow(const std::vector<T>& old, int64_t blocks, int64_t old_row
   return grown;
 }
 
-// n values rounded to 16 bits: bf16 inline (a prefill stores every token's keys and values of every
-// layer; io's f32_to_bf16 gives the same bits), fp16 through io's converter.
+// n values rounded to 16 bits (nearest even).
 void round_to_halves(DType storage, const float* src, uint16_t* dst, int64_t n) {
   if (storage == DType::F16) {
     for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
     return;
   }
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, &src[i], sizeof(bits));
-    const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
-    dst[i] = nan ? static_cast<uint16_t>((bits >> 16) | 0x40u)
-                 : static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
-  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
 }
 
 }  // namespace
