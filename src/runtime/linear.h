@@ -1,7 +1,8 @@
 // The linear layers of the runtime behind one small interface, so that quantized formats (W8A8, W4A16,
-// FP8 ...) can replace the dense weights of a model without the forward pass knowing. Today the only
-// implementation is DenseLinear: the stored F32/BF16/F16 matrix, used in place (mmap), through
-// kernels::linear.
+// FP8 ...) can replace the dense weights of a model without the forward pass knowing. DenseLinear is the
+// stored F32/BF16/F16 matrix, used in place (mmap), through kernels::linear; quantized checkpoints add
+// QuantizedLinear (runtime/quantized_linear.h, dequantized weights) and PackedLinear
+// (runtime/packed_linear.h, packed codes).
 #pragma once
 
 #include <cstdint>

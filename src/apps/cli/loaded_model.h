@@ -37,7 +37,7 @@ LoadedModel load_model(const std::filesystem::path& dir, bool quiet = false,
 // when it is bf16 or fp16, else fp32), "fp32", "bf16" or "fp16". A checkpoint whose kv_cache_scheme stores
 // codes keeps its codes either way.
 void apply_kv_cache_dtype(LoadedModel& loaded, const std::string& kv_cache_dtype);
-// What the sessions cache: "int8 codes" / "fp8 codes" style text of a quantized cache, else the dtype.
+// What the sessions cache: "codes (<kv_cache_scheme>)" for a quantized cache, else "fp32", "bf16" or "fp16".
 std::string describe_kv_cache(const LoadedModel& loaded);
 
 // Peak resident set size of this process so far, in bytes.
