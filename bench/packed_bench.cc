@@ -47,12 +47,12 @@ const char* format_name(Format f) {
 }
 
 // Copies of one matrix's code bytes (random codes; fp8 codes restricted to small finite values) and the
-// shared scales / zero terms.
+// shared scales (int4 is symmetric: its zero terms are 8 s, as PackedLinear holds them).
 struct ColdMatrix {
   Format format;
   int64_t rows, cols;
   std::vector<std::vector<uint8_t>> copies;
-  std::vector<float> scales, zero_terms;
+  std::vector<float> scales;
   std::vector<int32_t> code_sums;  // W8A8
   size_t next = 0;
 
@@ -69,7 +69,7 @@ struct ColdMatrix {
     w.row_bytes = static_cast<int64_t>(code_bytes()) / rows;
     w.group_size = format == Format::Int4G128 ? 128 : cols;
     w.scales = scales.data();
-    w.zero_terms = zero_terms.empty() ? nullptr : zero_terms.data();
+    if (format == Format::Int4G128) w.zero_offset = 8.0f;
     w.row_code_sums = code_sums.empty() ? nullptr : code_sums.data();
     return w;
   }
@@ -97,7 +97,6 @@ ColdMatrix& cold_matrix(Format format, int64_t rows, int64_t cols) {
   for (size_t c = 0; c < copies; ++c) cm->copies.push_back(pattern);
   const int64_t groups = format == Format::Int4G128 ? (cols + 127) / 128 : 1;
   cm->scales.assign(static_cast<size_t>(rows * groups) + 16, 0.01f);
-  if (format == Format::Int4G128) cm->zero_terms.assign(static_cast<size_t>(rows * groups), 0.08f);
   cached = std::move(cm);
   return *cached;
 }
@@ -138,7 +137,7 @@ void run(benchmark::State& state, Format format, int threads, Path path = Path::
       cm.code_sums[static_cast<size_t>(n)] = sum;
     }
   }
-  size_t weight_bytes = cm.code_bytes() + (cm.scales.size() - 16 + cm.zero_terms.size()) * sizeof(float);
+  size_t weight_bytes = cm.code_bytes() + (cm.scales.size() - 16) * sizeof(float);
   if (format == Format::DenseBf16) weight_bytes = cm.code_bytes();
   for (auto _ : state) {
     PackedMatrix w = cm.take();

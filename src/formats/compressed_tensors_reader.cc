@@ -112,6 +112,11 @@ class DequantizedView final : public TensorStore {
       fail("tensor {} is a compressed tensor, replaced by its dequantized weight", name);
     return base_->get(name);
   }
+  void read(const std::string& name, uint64_t offset, size_t nbytes, void* out) const override {
+    if (overrides_.contains(name) || placeholders_.count(name) || hidden_.count(name))
+      return TensorStore::read(name, offset, nbytes, out);
+    base_->read(name, offset, nbytes, out);
+  }
 
  private:
   std::unique_ptr<TensorStore> base_;
@@ -229,10 +234,15 @@ StoredWeight read_stored_weight(const TensorStore& store, const std::string& mod
            describe(weights), dtype_name(want));
     }
   }
-  w.scales = read_scales(store, module, weights, out, in, nullptr);
-  w.scale_dtype = store.get(module + ".weight_scale").dtype;
-  w.zero_points =
-      read_zero_points(store, module, weights, packed, out, static_cast<int64_t>(w.scales.size()));
+  w.scales = need(store, module + ".weight_scale", "a quantized weight needs its scale");
+  if (!is_floating(w.scales.dtype))
+    fail("tensor {} has dtype {}, expected a float dtype", w.scales.name, dtype_name(w.scales.dtype));
+  const int64_t n_scales = expected_scale_count(weights, out, in, module);
+  if (w.scales.numel() != n_scales) {
+    fail("tensor {} has {} values (shape [{}]); {} weights of [{}, {}] need {}", w.scales.name,
+         w.scales.numel(), fmt::join(w.scales.shape, ", "), describe(weights), out, in, n_scales);
+  }
+  w.zero_points = read_zero_points(store, module, weights, packed, out, n_scales);
   return w;
 }
 }  // namespace

@@ -46,14 +46,15 @@ namespace lowbit::formats {
 //   I8 [out, in] weight (int-quantized / naive-quantized);
 //   F8_E4M3 / F8_E5M2 [out, in] weight (float-quantized).
 // scales / zero_points: one per cell of make_scale_grid(args, out, in): [out][groups] for group, [out] for
-// channel, 1 for tensor. zero_points is empty when symmetric.
+// channel, 1 for tensor. `scales` is the stored tensor itself (F32, BF16 or F16; torch dequantizes in its
+// dtype, so BF16 scales round each weight), a view like `codes`: the runtime converts what it keeps, and
+// no fp32 copy stays with the checkpoint. zero_points is empty when symmetric.
 struct StoredWeight {
   QuantArgs args;
   int64_t out_features = 0, in_features = 0;
   TensorView codes;
-  std::vector<float> scales;
+  TensorView scales;
   std::vector<int8_t> zero_points;
-  DType scale_dtype = DType::F32;  // as stored: torch dequantizes in this dtype (BF16 rounds each weight)
 };
 
 // What the forward pass must apply to one quantized Linear module besides its (dequantized) weight.

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <set>
+#include <utility>
 
 #include "io/strict_json.h"
 #include "util/error.h"
@@ -32,6 +33,7 @@ class Fd {
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
 
  private:
   int fd_;
@@ -76,10 +78,12 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
     ::munmap(const_cast<std::byte*>(map_), map_size_);
     throw;
   }
+  fd_ = fd.release();
 }
 
 SafetensorsFile::~SafetensorsFile() {
   if (map_ != nullptr) ::munmap(const_cast<std::byte*>(map_), map_size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 std::vector<std::string> SafetensorsFile::names() const {
@@ -98,6 +102,25 @@ TensorView SafetensorsFile::get(const std::string& name) const {
   if (it == header_.tensors.end()) fail("{}: no tensor named \"{}\"", path_.string(), name);
   const SafetensorsHeader::Entry& e = it->second;
   return TensorView{name, e.dtype, e.shape, data_ + e.begin, static_cast<size_t>(e.end - e.begin)};
+}
+
+void SafetensorsFile::read(const std::string& name, uint64_t offset, size_t nbytes, void* out) const {
+  const TensorView view = get(name);
+  if (offset > view.nbytes || nbytes > view.nbytes - offset)
+    fail("{}: reading bytes [{}, {}) of tensor \"{}\", which has {}", path_.string(), offset, offset + nbytes,
+         name, view.nbytes);
+  auto* dst = static_cast<std::byte*>(out);
+  auto position = static_cast<off_t>(static_cast<uint64_t>(view.data - map_) + offset);
+  while (nbytes > 0) {
+    const ssize_t got = ::pread(fd_, dst, nbytes, position);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0)
+      fail("{}: cannot read tensor \"{}\": {}", path_.string(), name,
+           got < 0 ? std::strerror(errno) : "the file is shorter than when it was opened");
+    dst += got;
+    position += got;
+    nbytes -= static_cast<size_t>(got);
+  }
 }
 
 // ---- Checkpoint ----------------------------------------------------------------------------------------
@@ -207,6 +230,12 @@ TensorView Checkpoint::get(const std::string& name) const {
     fail("{}: tensor \"{}\" is listed in the index but missing from shard {}", index_path_.string(), name,
          file.path().string());
   return file.get(name);
+}
+
+void Checkpoint::read(const std::string& name, uint64_t offset, size_t nbytes, void* out) const {
+  const auto it = tensor_to_file_.find(name);
+  if (it == tensor_to_file_.end()) fail("{}: no tensor named \"{}\"", dir_.string(), name);
+  shard(it->second).read(name, offset, nbytes, out);
 }
 
 void Checkpoint::release(const std::string& name) const {

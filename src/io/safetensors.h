@@ -72,12 +72,17 @@ class SafetensorsFile {
   bool contains(const std::string& name) const;
   // Throws lowbit::Error naming the file and tensor when absent.
   TensorView get(const std::string& name) const;
+  // Copies bytes [offset, offset + nbytes) of tensor `name` into `out` with pread, without touching the
+  // mapping: the pages stay in the page cache, outside this process's resident set. (Reading a few rows of
+  // a large table through the mapping maps the kernel's whole fault-around window, 64 KiB, per row.)
+  void read(const std::string& name, uint64_t offset, size_t nbytes, void* out) const;
   const SafetensorsHeader& header() const { return header_; }
   // The whole mapped file; every TensorView::data of this file lies inside it (zero-copy).
   std::span<const std::byte> mapping() const { return {map_, map_size_}; }
 
  private:
   std::filesystem::path path_;
+  int fd_ = -1;  // kept open for read()
   const std::byte* map_ = nullptr;
   size_t map_size_ = 0;
   const std::byte* data_ = nullptr;
@@ -99,6 +104,8 @@ class Checkpoint {
   bool contains(const std::string& name) const;
   // Throws lowbit::Error naming the tensor (and index and shard) when absent.
   TensorView get(const std::string& name) const;
+  // SafetensorsFile::read on the shard that holds `name`.
+  void read(const std::string& name, uint64_t offset, size_t nbytes, void* out) const;
   // Metadata of the first shard (compressed-tensors writes its format marker here).
   std::map<std::string, std::string> metadata() const;
   // Safetensors files of the checkpoint, relative to dir(), sorted.

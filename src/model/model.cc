@@ -17,6 +17,14 @@ bool is_float_dtype(DType t) {
 
 }  // namespace
 
+void TensorStore::read(const std::string& name, uint64_t offset, size_t nbytes, void* out) const {
+  const TensorView v = get(name);
+  if (offset > v.nbytes || nbytes > v.nbytes - offset)
+    fail("reading bytes [{}, {}) of tensor {}, which has {}", offset, offset + nbytes, name, v.nbytes);
+  if (v.data == nullptr && nbytes > 0) fail("tensor {} has no data to read", name);
+  if (nbytes) std::memcpy(out, v.data + offset, nbytes);
+}
+
 void MemoryTensorStore::add(const std::string& name, DType dtype, std::vector<int64_t> shape,
                             const void* data, size_t nbytes) {
   int64_t numel = 1;

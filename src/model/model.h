@@ -26,6 +26,9 @@ class TensorStore {
   virtual std::vector<std::string> names() const = 0;  // sorted
   virtual bool contains(const std::string& name) const = 0;
   virtual TensorView get(const std::string& name) const = 0;  // throws lowbit::Error when absent
+  // Copies bytes [offset, offset + nbytes) of the tensor's data into `out`. Mapped stores read the file
+  // (pread) so that the copied pages do not join the resident set; others copy from get().
+  virtual void read(const std::string& name, uint64_t offset, size_t nbytes, void* out) const;
   // A hint that the tensor is not needed for a while: mapped stores drop its pages from the resident set.
   virtual void release(const std::string& /*name*/) const {}
 };
@@ -37,6 +40,9 @@ class CheckpointStore final : public TensorStore {
   std::vector<std::string> names() const override { return checkpoint_.names(); }
   bool contains(const std::string& name) const override { return checkpoint_.contains(name); }
   TensorView get(const std::string& name) const override { return checkpoint_.get(name); }
+  void read(const std::string& name, uint64_t offset, size_t nbytes, void* out) const override {
+    checkpoint_.read(name, offset, nbytes, out);
+  }
   void release(const std::string& name) const override { checkpoint_.release(name); }
 
  private:

@@ -106,7 +106,7 @@ float packed_code(const PackedMatrix& w, int64_t n, int64_t k) {
 
 float packed_weight(const PackedMatrix& w, int64_t n, int64_t k) {
   const int64_t cell = n * w.groups() + k / w.group_size;
-  const float v = packed_code(w, n, k) * w.scales[cell] - (w.zero_terms ? w.zero_terms[cell] : 0.0f);
+  const float v = packed_code(w, n, k) * w.scales[cell] - w.zero_term(cell);
   return w.round_to_bf16 ? bf16_to_f32(f32_to_bf16(v)) : v;
 }
 
@@ -133,7 +133,7 @@ void dequantize_rows(const PackedMatrix& w, int64_t row_begin, int64_t rows, flo
     float* o = out + r * K;
     for (int64_t g = 0; g < G; ++g) {
       const float s = w.scales[n * G + g];
-      const float z = w.zero_terms ? w.zero_terms[n * G + g] : 0.0f;
+      const float z = w.zero_term(n * G + g);
       const int64_t k0 = g * gs, k1 = std::min(K, k0 + gs);
       // One simple loop per code format, so the compiler can vectorize each.
       switch (w.codes) {
@@ -203,7 +203,7 @@ void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* 
     }
     args.xp = xp.data();
   }
-  if (w.zero_terms || w.codes == Codes::Int4) {  // the int4 kernel needs the group sums too
+  if (w.has_zero_terms() || w.codes == Codes::Int4) {  // the int4 kernel needs the group sums too
     xsum.assign(static_cast<size_t>(m * G), 0.0f);
     for (int64_t i = 0; i < m; ++i)
       for (int64_t k = 0; k < K; ++k) xsum[static_cast<size_t>(i * G + k / w.group_size)] += x[i * K + k];
@@ -285,7 +285,7 @@ void check_int8(const Int8Activations& x, const PackedMatrix& w, float* y) {
   if (w.codes != Codes::Int8 && w.codes != Codes::UInt8)
     fail("int8_linear: weights must be int8 codes (got another code format)");
   // UInt8's zero terms are its storage offset (128 s), which the kernel applies through the code sums.
-  if (w.group_size != w.cols || (w.codes == Codes::Int8 && w.zero_terms != nullptr))
+  if (w.group_size != w.cols || (w.codes == Codes::Int8 && w.has_zero_terms()))
     fail("int8_linear: weights must be symmetric with one scale per output row");
   if (x.cols != w.cols) fail("int8_linear: activations have {} columns, weights {}", x.cols, w.cols);
   if (static_cast<int64_t>(x.codes.size()) != x.rows * x.cols ||
@@ -325,7 +325,7 @@ void int8_linear(const Int8Activations& x, const PackedMatrix& w, const float* b
   // Highway kernel below at m = 1 on Zen 3; docs/PERFORMANCE.md). Integer sums per 64-column chunk, fp32
   // across chunks, so the result equals int8_linear_ref to fp32 rounding rather than bit for bit.
   // (UInt8 codes carry their storage offset in the zero terms there, as PackedLinear builds them.)
-  const bool offset_known = w.codes != Codes::UInt8 || w.zero_terms != nullptr;
+  const bool offset_known = w.codes != Codes::UInt8 || w.has_zero_terms();
   if (allow_fast && x.rows < kBytesGemmMinRows && offset_known && packed_gemv_uses_int16(w)) {
     Int16Activations& xq = int16_buffer();
     int16_activations_from_codes(x.codes.data(), x.scales.data(), x.rows, w, xq);

@@ -46,11 +46,11 @@ constexpr int kMaxXRows = 2;
 constexpr int kWeightRows = 2;
 #endif
 
-// Per-row scalar epilogue: the zero terms times the group sums of x.
-HWY_INLINE float ZeroCorrection(const float* zt_row, const float* xsum_row, int64_t groups) {
-  if (zt_row == nullptr) return 0.0f;
+// Per-row scalar epilogue: row n's zero terms times the group sums of x.
+HWY_INLINE float ZeroCorrection(const PackedMatrix& w, int64_t n, const float* xsum_row, int64_t groups) {
+  if (!w.has_zero_terms()) return 0.0f;
   float s = 0.0f;
-  for (int64_t g = 0; g < groups; ++g) s += zt_row[g] * xsum_row[g];
+  for (int64_t g = 0; g < groups; ++g) s += w.zero_term(n * groups + g) * xsum_row[g];
   return s;
 }
 
@@ -280,8 +280,7 @@ HWY_INLINE void DotRows(const simd::PackedGemvArgs& a, int64_t n) {
     for (int i = 0; i < rows; ++i) {
       const float* xsum = a.xsum ? a.xsum + (i0 + i) * G : nullptr;
       for (int r = 0; r < R; ++r) {
-        const float* zt = w.zero_terms ? w.zero_terms + (n + r) * G : nullptr;
-        float v = out[i * R + r] - ZeroCorrection(zt, xsum, G);
+        float v = out[i * R + r] - ZeroCorrection(w, n + r, xsum, G);
         if (a.bias) v += a.bias[n + r];
         a.y[(i0 + i) * N + n + r] = v;
       }
@@ -306,7 +305,7 @@ HWY_INLINE void DequantBytes(const PackedMatrix& w, int64_t n, float* HWY_RESTRI
   const auto* row = static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
   for (int64_t g = 0; g < G; ++g) {
     const int64_t k0 = g * gs, k1 = std::min(K, k0 + gs);
-    const float s = w.scales[n * G + g], z = w.zero_terms ? w.zero_terms[n * G + g] : 0.0f;
+    const float s = w.scales[n * G + g], z = w.zero_term(n * G + g);
     const VF vs = hn::Set(df, s), vz = hn::Set(df, z);
     int64_t k = k0;
     for (; k + L <= k1; k += L) {
@@ -333,7 +332,7 @@ HWY_INLINE void DequantInt4(const PackedMatrix& w, int64_t n, float* HWY_RESTRIC
   for (int64_t wi = 0; wi < full_words; ++wi) {
     const int64_t cell = n * G + (wi * 8) / gs;
     const auto vs = hn::Set(d8, w.scales[cell]);
-    const auto vz = hn::Set(d8, w.zero_terms ? w.zero_terms[cell] : 0.0f);
+    const auto vz = hn::Set(d8, w.zero_term(cell));
     const auto word = hn::Set(du8, row[wi]);
     for (int64_t h = 0; h < 8 / L; ++h) {
       const auto part = hn::Add(shifts, hn::Set(du8, static_cast<uint32_t>(4 * L * h)));

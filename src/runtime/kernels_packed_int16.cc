@@ -282,7 +282,7 @@ LOWBIT_AVX2 void DotBlock(const Plan& plan, int64_t i0, int64_t n, float* out) {
       }
       for (int r = 0; r < R; ++r) {
         const __m256 s = _mm256_broadcast_ss(&w.scales[(n + r) * G + g]);
-        const float zt = w.zero_terms ? w.zero_terms[(n + r) * G + g] : 0.0f;
+        const float zt = w.zero_term((n + r) * G + g);
         for (int i = 0; i < M; ++i) {
           total[r][i] = _mm256_fmadd_ps(group[r][i], s, total[r][i]);
           zero[r][i] += zt * gsum[i * G + g];
@@ -309,10 +309,10 @@ LOWBIT_AVX2 void DotBlock(const Plan& plan, int64_t i0, int64_t n, float* out) {
       }
     }
   }
-  if (!kWholeChunks && w.zero_terms) {
+  if (!kWholeChunks && w.has_zero_terms()) {
     for (int r = 0; r < R; ++r)
       for (int64_t g = 0; g < G; ++g)
-        for (int i = 0; i < M; ++i) zero[r][i] += w.zero_terms[(n + r) * G + g] * gsum[i * G + g];
+        for (int i = 0; i < M; ++i) zero[r][i] += w.zero_term((n + r) * G + g) * gsum[i * G + g];
   }
   for (int r = 0; r < R; ++r)
     for (int i = 0; i < M; ++i) out[i * R + r] = HorizontalSum(total[r][i]) - zero[r][i];

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "io/dtype.h"
 #include "quant/quantizer.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
@@ -51,27 +52,34 @@ PackedLinear::PackedLinear(const formats::StoredWeight& stored, const std::optio
   w_.group_size =
       stored.args.strategy == QuantStrategy::Group ? *stored.args.group_size : std::max<int64_t>(K, 1);
   const int64_t G = w_.groups();
-  const bool per_tensor = stored.scales.size() == 1;
-  if (static_cast<int64_t>(stored.scales.size()) != (per_tensor ? 1 : N * G))
-    fail("tensor {}: {} scales for {} rows x {} groups", stored.codes.name, stored.scales.size(), N, G);
+  const int64_t n_scales = stored.scales.numel();
+  const bool per_tensor = n_scales == 1;
+  if (n_scales != (per_tensor ? 1 : N * G) || !is_floating(stored.scales.dtype) ||
+      stored.scales.nbytes != static_cast<size_t>(n_scales) * dtype_size(stored.scales.dtype))
+    fail("tensor {}: {} scales of {} for {} rows x {} groups", stored.codes.name, n_scales,
+         dtype_name(stored.scales.dtype), N, G);
+  std::vector<float> scales(static_cast<size_t>(n_scales));
+  convert_to_f32(stored.scales.dtype, stored.scales.data, scales.data(), scales.size());
   // E4M3 codes decode to value / 2^8 (kernels_packed_hwy.cc), so their scales carry the 2^8.
   const float scale_factor = w_.codes == kernels::Codes::E4M3 ? 256.0f : 1.0f;
   scales_.assign(static_cast<size_t>(N * G) + kScalePadding, 0.0f);
   for (int64_t c = 0; c < N * G; ++c)
-    scales_[static_cast<size_t>(c)] = stored.scales[per_tensor ? 0 : static_cast<size_t>(c)] * scale_factor;
+    scales_[static_cast<size_t>(c)] = scales[per_tensor ? 0 : static_cast<size_t>(c)] * scale_factor;
   const float offset = code_offset(w_.codes);
-  if (offset != 0.0f || !stored.zero_points.empty()) {
+  if (stored.zero_points.empty()) {
+    w_.zero_offset = offset;  // z = offset * s, computed where used
+  } else {
     zero_terms_.resize(static_cast<size_t>(N * G));
     for (int64_t c = 0; c < N * G; ++c) {
       const size_t cell = per_tensor ? 0 : static_cast<size_t>(c);
-      const float zp = stored.zero_points.empty() ? 0.0f : static_cast<float>(stored.zero_points[cell]);
-      zero_terms_[static_cast<size_t>(c)] = (offset + zp) * stored.scales[cell];
+      zero_terms_[static_cast<size_t>(c)] =
+          (offset + static_cast<float>(stored.zero_points[cell])) * scales[cell];
     }
   }
   w_.scales = scales_.data();
-  w_.round_to_bf16 = stored.scale_dtype == DType::BF16 &&
+  w_.round_to_bf16 = stored.scales.dtype == DType::BF16 &&
                      (w_.codes == kernels::Codes::E4M3 || w_.codes == kernels::Codes::E5M2);
-  w_.zero_terms = zero_terms_.empty() ? nullptr : zero_terms_.data();
+  if (!zero_terms_.empty()) w_.zero_terms = zero_terms_.data();
   if (bias) bias_ = to_f32(*bias);
   const bool int8_weights = (w_.codes == kernels::Codes::Int8 || w_.codes == kernels::Codes::UInt8) &&
                             stored.zero_points.empty() && w_.group_size == K;

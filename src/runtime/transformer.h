@@ -33,7 +33,8 @@ class Transformer {
     std::unique_ptr<LinearWeight> q, k, v, o, gate, up, down;
   };
   const Layer& layer(int64_t i) const { return layers_[static_cast<size_t>(i)]; }
-  const kernels::DenseWeight& embeddings() const { return embed_; }
+  // out[i][hidden] = the embedding of tokens[i] as fp32 (ids already checked against the vocabulary).
+  void embed(const int32_t* tokens, int64_t count, float* out) const;
   const std::vector<float>& final_norm() const { return final_norm_; }
   const LinearWeight& lm_head() const { return *lm_head_; }
   const std::vector<float>& inv_freq() const { return inv_freq_; }
@@ -48,6 +49,7 @@ class Transformer {
  private:
   const Model& model_;
   kernels::DenseWeight embed_;
+  bool embed_by_reading_ = false;  // rows come from TensorStore::read, not the mapping (see embed())
   std::vector<float> final_norm_;
   std::unique_ptr<LinearWeight> lm_head_;
   std::vector<Layer> layers_;

@@ -79,6 +79,24 @@ TEST(Checkpoint, ReadsAShardedFolderLazily) {
   EXPECT_EQ(Checkpoint(dir.path()).names(), std::vector<std::string>{"m"});
 }
 
+// read() copies a byte range of a tensor from its shard with pread: the same bytes the mapping holds.
+TEST(Checkpoint, ReadCopiesByteRangesOfATensor) {
+  ScratchDir dir("read");
+  write_safetensors(dir / "a.safetensors", object({u8_tensor("x", 2, 0), u8_tensor("y", 5, 2)}), "xxabcde");
+  write_safetensors(dir / "b.safetensors", object({u8_tensor("z", 3, 0)}), "pqr");
+  write_bytes(dir / "model.safetensors.index.json",
+              R"({"weight_map": {"x": "a.safetensors", "y": "a.safetensors", "z": "b.safetensors"}})");
+  Checkpoint ckpt(dir.path());
+  std::string out(3, '?');
+  ckpt.read("y", 1, 3, out.data());
+  EXPECT_EQ(out, "bcd");
+  ckpt.read("z", 0, 3, out.data());
+  EXPECT_EQ(out, "pqr");
+  ckpt.read("y", 5, 0, out.data());  // an empty range at the end is fine
+  expect_error([&] { ckpt.read("y", 3, 3, out.data()); }, {"a.safetensors", "\"y\"", "[3, 6)", "5"});
+  expect_error([&] { ckpt.read("w", 0, 1, out.data()); }, {dir.path().string(), "\"w\""});
+}
+
 TEST(Checkpoint, ConcurrentFirstAccessMapsEachShardOnce) {
   ScratchDir dir("threads");
   write_two_shards(dir, kIndex);

@@ -15,9 +15,11 @@
 #include <hwy/targets.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 
+#include "io/dtype.h"
 #include "quant/pack.h"
 #include "quant/quantizer.h"
 #include "quant/quantizer_ref.h"
@@ -60,8 +62,9 @@ QuantArgs fp8_args(QuantStrategy strategy, FloatFormat format, int group = 0) {
 
 // A quantized weight stored as a checkpoint would store it, with its reference dequantization.
 struct StoredCase {
-  std::vector<int32_t> words;  // pack-quantized words
-  std::vector<uint8_t> bytes;  // int8 / fp8 codes
+  std::vector<int32_t> words;          // pack-quantized words
+  std::vector<uint8_t> bytes;          // int8 / fp8 codes
+  std::vector<std::byte> scale_bytes;  // what stored.scales views
   formats::StoredWeight stored;
   std::vector<float> dequantized;  // [N x K], dequantize_*_ref in fp32
 };
@@ -74,7 +77,8 @@ StoredCase make_case(const QuantArgs& args, int64_t N, int64_t K, bool as_words,
   c.stored.args = args;
   c.stored.out_features = N;
   c.stored.in_features = K;
-  c.stored.scales.resize(static_cast<size_t>(cells));
+  std::vector<float> scales(static_cast<size_t>(cells));
+  DType scale_dtype = DType::F32;
   c.dequantized.resize(w.size());
   TensorView& view = c.stored.codes;
   view.name = "w";
@@ -82,9 +86,9 @@ StoredCase make_case(const QuantArgs& args, int64_t N, int64_t K, bool as_words,
   if (args.type == QuantType::Int) {
     std::vector<int8_t> q(w.size());
     std::vector<int8_t> zp(static_cast<size_t>(cells));
-    quantize_int_ref(w.data(), N, K, args, q.data(), c.stored.scales.data(), zp.data());
+    quantize_int_ref(w.data(), N, K, args, q.data(), scales.data(), zp.data());
     if (!args.symmetric) c.stored.zero_points = zp;
-    dequantize_int_ref(q.data(), N, K, args, c.stored.scales.data(), args.symmetric ? nullptr : zp.data(),
+    dequantize_int_ref(q.data(), N, K, args, scales.data(), args.symmetric ? nullptr : zp.data(),
                        c.dequantized.data());
     if (as_words) {
       c.words = pack_int_rows(q.data(), N, K, args.num_bits);
@@ -99,15 +103,26 @@ StoredCase make_case(const QuantArgs& args, int64_t N, int64_t K, bool as_words,
     }
   } else {
     c.bytes.resize(w.size());
-    quantize_fp8_ref(w.data(), N, K, args, c.bytes.data(), c.stored.scales.data(), dt);
-    dequantize_fp8_ref(c.bytes.data(), N, K, args, c.stored.scales.data(), c.dequantized.data(), dt);
-    if (dt == ComputeDType::BF16) c.stored.scale_dtype = DType::BF16;  // weights round to bf16
+    quantize_fp8_ref(w.data(), N, K, args, c.bytes.data(), scales.data(), dt);
+    dequantize_fp8_ref(c.bytes.data(), N, K, args, scales.data(), c.dequantized.data(), dt);
+    if (dt == ComputeDType::BF16) scale_dtype = DType::BF16;  // bf16 scales: weights round to bf16
     view.dtype = args.float_format == FloatFormat::E5M2 ? DType::F8_E5M2 : DType::F8_E4M3;
   }
   if (!c.bytes.empty()) {
     view.data = reinterpret_cast<const std::byte*>(c.bytes.data());
     view.nbytes = c.bytes.size();
   }
+  // The scales as a checkpoint stores them (bf16 scales come out of the bf16 reference bf16-valued).
+  c.scale_bytes.resize(scales.size() * dtype_size(scale_dtype));
+  for (size_t i = 0; i < scales.size(); ++i) {
+    if (scale_dtype == DType::BF16) {
+      const uint16_t bits = f32_to_bf16(scales[i]);
+      std::memcpy(c.scale_bytes.data() + 2 * i, &bits, 2);
+    } else {
+      std::memcpy(c.scale_bytes.data() + 4 * i, &scales[i], 4);
+    }
+  }
+  c.stored.scales = TensorView{"w_scale", scale_dtype, {cells}, c.scale_bytes.data(), c.scale_bytes.size()};
   return c;
 }
 
@@ -125,7 +140,7 @@ void expect_matches(const std::vector<float>& y, const std::vector<float>& x, in
         const int64_t cell = n * pm.groups() + k / pm.group_size;
         const double int4_bias = pm.codes == kernels::Codes::Int4 ? 16.0 * std::abs(pm.scales[cell]) : 0.0;
         const double term = std::abs(kernels::packed_code(pm, n, k) * pm.scales[cell]) +
-                            (pm.zero_terms ? std::abs(pm.zero_terms[cell]) : 0.0) + int4_bias;
+                            std::abs(pm.zero_term(cell)) + int4_bias;
         magnitude += term * std::abs(xk);
       }
       const double bound = static_cast<double>(K + 8) * std::ldexp(1.0, -23) * magnitude + 1e-30;
@@ -156,8 +171,8 @@ void check_all_paths(const QuantArgs& args, Shape s, bool packed_words, const st
     for (int64_t k = 0; k < s.K; ++k) {
       const float want = c.dequantized[static_cast<size_t>(n * s.K + k)];
       const int64_t cell = n * pm.groups() + k / pm.group_size;
-      const float terms = std::abs(kernels::packed_code(pm, n, k) * pm.scales[cell]) +
-                          (pm.zero_terms ? std::abs(pm.zero_terms[cell]) : 0.0f);
+      const float terms =
+          std::abs(kernels::packed_code(pm, n, k) * pm.scales[cell]) + std::abs(pm.zero_term(cell));
       ASSERT_NEAR(kernels::packed_weight(pm, n, k), want, std::ldexp(terms, -23) + 1e-30f)
           << name << " w[" << n << "][" << k << "]";
     }
@@ -481,7 +496,8 @@ TEST(PackedKernels, RejectsMismatchedInputs) {
   std::vector<float> y(4);
   EXPECT_THROW(kernels::int8_linear(a, lin.matrix(), nullptr, y.data()), Error);  // int4 weights
   formats::StoredWeight bad = c.stored;
-  bad.scales.pop_back();
+  bad.scales.shape = {bad.scales.numel() - 1};
+  bad.scales.nbytes -= dtype_size(bad.scales.dtype);
   EXPECT_THROW(PackedLinear(bad, std::nullopt, std::nullopt), Error);
 }
 

@@ -49,8 +49,9 @@ uint64_t held_weight_bytes(const LoadedModel& loaded, uint64_t linear_bytes) {
 // Loads and measures one model (in the calling process).
 nlohmann::json measure_model(const std::string& path, const BenchArgs& args) {
   apply_threads(args.common);
-  LoadedModel loaded = load_model(
-      path, /*quiet=*/true, args.dequantize ? QuantizedWeights::Dequantized : QuantizedWeights::Default);
+  LoadedModel loaded = load_model(path, /*quiet=*/true,
+                                  args.dequantize ? QuantizedWeights::Dequantized : QuantizedWeights::Default,
+                                  WithTokenizer::No);
   apply_kv_cache_dtype(loaded, args.common.kv_cache_dtype);
   const size_t rss_after_load = peak_rss_bytes();
   const eval::SpeedResult r = eval::measure_speed(*loaded.transformer, args.speed);

@@ -20,7 +20,8 @@ bool dequantize_requested() {
   return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
 }
 
-LoadedModel load_model(const std::filesystem::path& dir, bool quiet, QuantizedWeights weights) {
+LoadedModel load_model(const std::filesystem::path& dir, bool quiet, QuantizedWeights weights,
+                       WithTokenizer tokenizer) {
   const auto start = std::chrono::steady_clock::now();
   LoadedModel loaded;
   if (formats::read_compressed_tensors_config(dir)) {
@@ -40,7 +41,7 @@ LoadedModel load_model(const std::filesystem::path& dir, bool quiet, QuantizedWe
     loaded.model = Model::open(dir);
     loaded.transformer = std::make_unique<runtime::Transformer>(*loaded.model);
   }
-  loaded.tokenizer = std::make_unique<Tokenizer>(Tokenizer::load(dir));
+  if (tokenizer == WithTokenizer::Yes) loaded.tokenizer = std::make_unique<Tokenizer>(Tokenizer::load(dir));
   loaded.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!quiet) {
     for (const auto& warning : loaded.model->config().warnings) fmt::print(stderr, "warning: {}\n", warning);

@@ -17,7 +17,7 @@ namespace lowbit::cli {
 struct LoadedModel {
   std::unique_ptr<Model> model;
   std::unique_ptr<runtime::Transformer> transformer;
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Tokenizer> tokenizer;                       // null when loaded without one (Tokenizer::No)
   std::shared_ptr<const formats::QuantizedCheckpoint> quant;  // null for a float checkpoint
   bool packed = false;  // quantized weights run packed (runtime/packed_linear.h)
   double load_seconds = 0.0;
@@ -29,9 +29,15 @@ struct LoadedModel {
 // runtime/quantized_linear.h), which is the reference the packed path is compared with.
 enum class QuantizedWeights { Default, Packed, Dequantized };
 
+// Whether load_model reads tokenizer.json. `bench` feeds token ids and never tokenizes, so it skips the
+// tokenizer and its memory (about 10 MB for a 32k-entry vocabulary with its merges) stays out of the
+// model's measured RSS.
+enum class WithTokenizer { Yes, No };
+
 // `quiet` suppresses the config warnings on stderr.
 LoadedModel load_model(const std::filesystem::path& dir, bool quiet = false,
-                       QuantizedWeights weights = QuantizedWeights::Default);
+                       QuantizedWeights weights = QuantizedWeights::Default,
+                       WithTokenizer tokenizer = WithTokenizer::Yes);
 
 // Sets how the model's sessions cache keys and values: "auto" (the dtype of the checkpoint's embeddings
 // when it is bf16 or fp16, else fp32), "fp32", "bf16" or "fp16". A checkpoint whose kv_cache_scheme stores
