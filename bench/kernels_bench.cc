@@ -379,6 +379,39 @@ void BM_Softmax(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
 
+// Decode attention over one KV head's cached bf16 rows (n positions, head_dim 64), for `heads` query heads:
+// grouped = one call per product for all heads (what the runtime does), else one call per head. Counter
+// GB/s: the cache bytes (keys and values) over the time, each row counted once.
+template <bool kGrouped>
+void BM_AttentionRows(benchmark::State& state) {
+  const int64_t n = state.range(0), heads = state.range(1), d = 64;
+  const std::vector<float> kf = random_floats(static_cast<size_t>(n * d), 1),
+                           vf = random_floats(static_cast<size_t>(n * d), 2),
+                           q = random_floats(static_cast<size_t>(heads * d), 3);
+  std::vector<uint16_t> keys(kf.size()), values(vf.size());
+  for (size_t i = 0; i < kf.size(); ++i) keys[i] = f32_to_bf16(kf[i]), values[i] = f32_to_bf16(vf[i]);
+  std::vector<float> scores(static_cast<size_t>(heads * n)), out(static_cast<size_t>(heads * d));
+  for (auto _ : state) {
+    const int64_t step = kGrouped ? heads : 1;
+    for (int64_t h = 0; h < heads; h += step) {
+      float* sc = scores.data() + h * n;
+      scaled_row_dots(q.data() + h * d, step, keys.data(), DType::BF16, n, d, 0.125f, sc);
+      for (int64_t i = 0; i < step; ++i) softmax(sc + i * n, static_cast<size_t>(n));
+      weighted_row_sum(sc, step, values.data(), DType::BF16, n, d, out.data() + h * d);
+    }
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 4.0 * n * d, benchmark::Counter::kIsRate);
+}
+
+BENCHMARK(BM_AttentionRows<true>)
+    ->Name("1T/AttentionRows/grouped")
+    ->Args({576, 1})
+    ->Args({576, 3})
+    ->Args({576, 4});
+BENCHMARK(BM_AttentionRows<false>)->Name("1T/AttentionRows/per_head")->Args({576, 3})->Args({576, 4});
+
 BENCHMARK(BM_RmsNorm<true>)->Name("Elementwise/rmsnorm")->Arg(768)->Arg(4096);
 BENCHMARK(BM_RmsNorm<false>)->Name("Elementwise/rmsnorm_ref")->Arg(768)->Arg(4096);
 BENCHMARK(BM_SiluMul<true>)->Name("Elementwise/silu_mul")->Arg(2048)->Arg(14336);

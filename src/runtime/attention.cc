@@ -22,16 +22,17 @@ struct Scratch {
   std::vector<float> q, scores, out;
 };
 
-// Decode-sized work (one query): one head, a matrix-vector product each way over the cached rows, read in
-// their storage dtype (16-bit caches halve what each token reads); vector kernels beat sgemm's setup here.
-void attend_one(const float* q, int64_t keys_seen, KVCache::Rows keys, KVCache::Rows values, int64_t d,
-                float* out, std::vector<float>& scores) {
+// Decode-sized work (one query per head): `heads` consecutive query heads of one KV head, a matrix-vector
+// product each way over the cached rows, read in their storage dtype (16-bit caches halve what each token
+// reads) and widened once for all the heads; vector kernels beat sgemm's setup here. q and out: [heads][d].
+void attend_one(const float* q, int64_t heads, int64_t keys_seen, KVCache::Rows keys, KVCache::Rows values,
+                int64_t d, float* out, std::vector<float>& scores) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  scores.resize(static_cast<size_t>(keys_seen));
+  scores.resize(static_cast<size_t>(heads * keys_seen));
   float* sc = scores.data();
-  kernels::scaled_row_dots(q, keys.data, keys.dtype, keys_seen, d, scale, sc);
-  kernels::softmax(sc, static_cast<size_t>(keys_seen));
-  kernels::weighted_row_sum(sc, values.data, values.dtype, keys_seen, d, out);
+  kernels::scaled_row_dots(q, heads, keys.data, keys.dtype, keys_seen, d, scale, sc);
+  for (int64_t i = 0; i < heads; ++i) kernels::softmax(sc + i * keys_seen, static_cast<size_t>(keys_seen));
+  kernels::weighted_row_sum(sc, heads, values.data, values.dtype, keys_seen, d, out);
 }
 
 // Prefill: queries [t0, t1) of all `group` query heads that share one KV head, stacked into one matrix
@@ -86,12 +87,21 @@ void causal_attention(const float* q, int64_t first, int64_t count, const KVCach
   const int64_t group = shape.num_heads / shape.num_kv_heads;
   const int64_t d = shape.head_dim;
   if (count == 1) {
-    global_pool().parallel_for(static_cast<size_t>(shape.num_heads), 1, [&](size_t begin, size_t end) {
+    // A task is up to `per_task` query heads of one KV head (they read the same rows). Whole groups unless
+    // there are fewer KV heads than threads; the result is the same either way (per-head sums in row order).
+    const int64_t threads = global_pool().size();
+    const int64_t parts = std::min(group, (threads + shape.num_kv_heads - 1) / shape.num_kv_heads);
+    const int64_t per_task = (group + parts - 1) / parts;
+    const int64_t tasks = shape.num_kv_heads * parts;
+    global_pool().parallel_for(static_cast<size_t>(tasks), 1, [&](size_t begin, size_t end) {
       thread_local std::vector<float> scores;
-      for (size_t h = begin; h < end; ++h) {
-        const int64_t kv_head = static_cast<int64_t>(h) / group;
-        attend_one(q + static_cast<int64_t>(h) * d, first + 1, cache.key_rows(layer, kv_head),
-                   cache.value_rows(layer, kv_head), d, out + static_cast<int64_t>(h) * d, scores);
+      for (auto t = static_cast<int64_t>(begin); t < static_cast<int64_t>(end); ++t) {
+        const int64_t kv_head = t / parts;
+        const int64_t h0 = kv_head * group + (t % parts) * per_task;
+        const int64_t heads = std::min(per_task, (kv_head + 1) * group - h0);
+        if (heads <= 0) continue;
+        attend_one(q + h0 * d, heads, first + 1, cache.key_rows(layer, kv_head),
+                   cache.value_rows(layer, kv_head), d, out + h0 * d, scores);
       }
     });
     return;

@@ -20,13 +20,13 @@ void silu_mul(const float* gate, const float* up, float* out, size_t n) {
 void softmax(float* x, size_t n) {
   simd::softmax(x, n);
 }
-void scaled_row_dots(const float* q, const void* rows, DType dtype, int64_t n, int64_t d, float scale,
-                     float* scores) {
-  simd::gemv_rows(q, 1, DenseWeight{dtype, rows, n, d}, nullptr, scores, n, 0, n);
-  for (int64_t j = 0; j < n; ++j) scores[j] *= scale;
+void scaled_row_dots(const float* q, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
+                     float scale, float* scores) {
+  simd::row_dots(q, m, rows, dtype, n, d, scale, scores);
 }
-void weighted_row_sum(const float* p, const void* rows, DType dtype, int64_t n, int64_t d, float* out) {
-  simd::weighted_row_sum(p, rows, dtype, n, d, out);
+void weighted_row_sum(const float* p, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
+                      float* out) {
+  simd::weighted_row_sum(p, m, rows, dtype, n, d, out);
 }
 float dot(const float* a, const float* b, size_t n) {
   return simd::dot(a, b, n);

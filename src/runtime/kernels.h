@@ -42,15 +42,19 @@ void silu_mul_ref(const float* gate, const float* up, float* out, size_t n);
 void softmax(float* x, size_t n);
 void softmax_ref(float* x, size_t n);
 
-// Decode attention's two products over one head's cached rows: n rows of d values, stored F32, BF16 or F16
-// (runtime/kv_cache.h), read in place. scores[j] = scale * dot(q, row j); out[0 .. d) = sum_j p[j] row j.
-// One call per head and product: per-row calls cost as much as the arithmetic at head_dim 64.
-void scaled_row_dots(const float* q, const void* rows, DType dtype, int64_t n, int64_t d, float scale,
-                     float* scores);
-void scaled_row_dots_ref(const float* q, const void* rows, DType dtype, int64_t n, int64_t d, float scale,
-                         float* scores);
-void weighted_row_sum(const float* p, const void* rows, DType dtype, int64_t n, int64_t d, float* out);
-void weighted_row_sum_ref(const float* p, const void* rows, DType dtype, int64_t n, int64_t d, float* out);
+// Decode attention's two products over one KV head's cached rows, for the m query heads that share it (GQA):
+// n rows of d values, stored F32, BF16 or F16 (runtime/kv_cache.h), read in place, each row widened once for
+// all m heads. q: [m][d], scores: [m][n], p: [m][n], out: [m][d].
+//   scores[i][j] = scale * dot(q[i], row j);   out[i] = sum_j p[i][j] row j.
+// One call per KV head and product: per-row calls cost as much as the arithmetic at head_dim 64.
+void scaled_row_dots(const float* q, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
+                     float scale, float* scores);
+void scaled_row_dots_ref(const float* q, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
+                         float scale, float* scores);
+void weighted_row_sum(const float* p, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
+                      float* out);
+void weighted_row_sum_ref(const float* p, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
+                          float* out);
 
 // Small vector helpers used by attention.
 float dot(const float* a, const float* b, size_t n);

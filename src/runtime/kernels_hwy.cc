@@ -174,51 +174,193 @@ void ConvertF32(DType dtype, const void* src, float* out, size_t count) {
   }
 }
 
-// Columns in blocks of four vectors held in registers across all rows, so out is written once; each column's
-// sum runs over the rows in order (the same fused multiply-adds as repeated axpy calls).
-template <DType T>
-void WeightedRowSumTyped(const float* p, const void* data, int64_t n, int64_t d, float* out) {
-  using Elem = typename Widen<T>::Elem;
-  const Elem* rows = static_cast<const Elem*>(data);
+// out[0 .. 4) = the lane sums of a, b, c, d. A transpose inside each 128-bit block (two rounds of
+// interleave and add) leaves the four partial sums side by side in every block; the blocks are then added
+// in order. About a third of the shuffles of four SumOfLanes, whose cost dominated dots of 64 columns.
+HWY_INLINE void StoreLaneSums4(DF df, VF a, VF b, VF c, VF d, float* out) {
+#if HWY_TARGET == HWY_SCALAR
+  (void)df;
+  out[0] = hn::GetLane(a), out[1] = hn::GetLane(b), out[2] = hn::GetLane(c), out[3] = hn::GetLane(d);
+#else
+  const VF ab = hn::Add(hn::InterleaveLower(df, a, b), hn::InterleaveUpper(df, a, b));  // a02 b02 a13 b13
+  const VF cd = hn::Add(hn::InterleaveLower(df, c, d), hn::InterleaveUpper(df, c, d));  // c02 d02 c13 d13
+  const hn::Repartition<uint64_t, DF> du64;
+  const auto ab64 = hn::BitCast(du64, ab), cd64 = hn::BitCast(du64, cd);
+  const VF sums = hn::Add(hn::BitCast(df, hn::InterleaveLower(du64, ab64, cd64)),   // a02 b02 c02 d02
+                          hn::BitCast(df, hn::InterleaveUpper(du64, ab64, cd64)));  // + a13 b13 c13 d13
+  HWY_ALIGN float blocks[hn::MaxLanes(DF())];
+  hn::Store(sums, df, blocks);
+  const size_t lanes = hn::Lanes(df);
+  for (size_t q = 0; q < 4; ++q) {
+    float s = blocks[q];
+    for (size_t b = 4; b < lanes; b += 4) s += blocks[b + q];
+    out[q] = s;
+  }
+#endif
+}
+
+// scores[i][j] = scale * dot(q row i, row j) for M query rows (the heads of one KV head) and n rows of K
+// values. Four rows at a time, each widened once for all M heads, whose 4 * M accumulators stay in
+// registers (M <= 3: 12 + M query vectors + 1 row vector); the lanes are reduced four rows at a time, a
+// missing row of the last block counting as zeros, so a head's scores do not depend on M.
+// R (<= 4, a compile-time count so that the accumulators stay in registers) rows starting at row j.
+template <DType T, int M, int R>
+HWY_INLINE void RowDotsRows(const float* q, int64_t K, const typename Widen<T>::Elem* rows, int64_t n,
+                            int64_t j, float scale, float* scores) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  int64_t c = 0;
-  for (; c + 4 * lanes <= d; c += 4 * lanes) {
-    VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-    for (int64_t j = 0; j < n; ++j) {
-      const VF pj = hn::Set(df, p[j]);
-      const Elem* r = rows + j * d + c;
-      a0 = hn::MulAdd(pj, Widen<T>::Load(df, r), a0);
-      a1 = hn::MulAdd(pj, Widen<T>::Load(df, r + lanes), a1);
-      a2 = hn::MulAdd(pj, Widen<T>::Load(df, r + 2 * lanes), a2);
-      a3 = hn::MulAdd(pj, Widen<T>::Load(df, r + 3 * lanes), a3);
+  VF acc[4][M];
+  for (int r = 0; r < 4; ++r)
+    for (int i = 0; i < M; ++i) acc[r][i] = hn::Zero(df);
+  int64_t k = 0;
+  for (; k + lanes <= K; k += lanes) {
+    VF qv[M];
+    for (int i = 0; i < M; ++i) qv[i] = hn::LoadU(df, q + i * K + k);
+    for (int r = 0; r < R; ++r) {
+      const VF w = Widen<T>::Load(df, rows + (j + r) * K + k);
+      for (int i = 0; i < M; ++i) acc[r][i] = hn::MulAdd(w, qv[i], acc[r][i]);
     }
-    hn::StoreU(a0, df, out + c);
-    hn::StoreU(a1, df, out + c + lanes);
-    hn::StoreU(a2, df, out + c + 2 * lanes);
-    hn::StoreU(a3, df, out + c + 3 * lanes);
   }
-  for (; c + lanes <= d; c += lanes) {
-    VF a = hn::Zero(df);
-    for (int64_t j = 0; j < n; ++j)
-      a = hn::MulAdd(hn::Set(df, p[j]), Widen<T>::Load(df, rows + j * d + c), a);
-    hn::StoreU(a, df, out + c);
-  }
-  for (; c < d; ++c) {
-    float a = 0.0f;
-    for (int64_t j = 0; j < n; ++j) a += p[j] * Widen<T>::One(rows + j * d + c);
-    out[c] = a;
+  for (int i = 0; i < M; ++i) {
+    float s[4];
+    StoreLaneSums4(df, acc[0][i], acc[1][i], acc[2][i], acc[3][i], s);
+    for (int r = 0; r < R; ++r) {
+      for (int64_t t = k; t < K; ++t) s[r] += Widen<T>::One(rows + (j + r) * K + t) * q[i * K + t];
+      scores[i * n + j + r] = s[r] * scale;
+    }
   }
 }
 
-void WeightedRowSum(const float* p, const void* rows, DType dtype, int64_t n, int64_t d, float* out) {
+template <DType T, int M>
+void RowDotsBlock(const float* q, int64_t K, const typename Widen<T>::Elem* rows, int64_t n, float scale,
+                  float* scores) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) RowDotsRows<T, M, 4>(q, K, rows, n, j, scale, scores);
+  switch (n - j) {
+    case 1:
+      return RowDotsRows<T, M, 1>(q, K, rows, n, j, scale, scores);
+    case 2:
+      return RowDotsRows<T, M, 2>(q, K, rows, n, j, scale, scores);
+    case 3:
+      return RowDotsRows<T, M, 3>(q, K, rows, n, j, scale, scores);
+    default:
+      return;
+  }
+}
+
+template <DType T>
+void RowDotsTyped(const float* q, int64_t m, const void* data, int64_t n, int64_t d, float scale,
+                  float* scores) {
+  const auto* rows = static_cast<const typename Widen<T>::Elem*>(data);
+  for (int64_t i = 0; i < m; i += 3) {
+    const float* qi = q + i * d;
+    float* si = scores + i * n;
+    switch (std::min<int64_t>(3, m - i)) {
+      case 1:
+        RowDotsBlock<T, 1>(qi, d, rows, n, scale, si);
+        break;
+      case 2:
+        RowDotsBlock<T, 2>(qi, d, rows, n, scale, si);
+        break;
+      default:
+        RowDotsBlock<T, 3>(qi, d, rows, n, scale, si);
+        break;
+    }
+  }
+}
+
+void RowDots(const float* q, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d, float scale,
+             float* scores) {
   switch (dtype) {
     case DType::F32:
-      return WeightedRowSumTyped<DType::F32>(p, rows, n, d, out);
+      return RowDotsTyped<DType::F32>(q, m, rows, n, d, scale, scores);
     case DType::BF16:
-      return WeightedRowSumTyped<DType::BF16>(p, rows, n, d, out);
+      return RowDotsTyped<DType::BF16>(q, m, rows, n, d, scale, scores);
     case DType::F16:
-      return WeightedRowSumTyped<DType::F16>(p, rows, n, d, out);
+      return RowDotsTyped<DType::F16>(q, m, rows, n, d, scale, scores);
+    default:
+      return;  // the KV cache stores only these three
+  }
+}
+
+// M weight vectors (p rows i, out rows i) over the same rows: columns in blocks of V vectors held in
+// registers across all rows, so each row is widened once for all M sums and out is written once. Each
+// column's sum runs over the rows in order (the same fused multiply-adds as repeated axpy calls), so the
+// result does not depend on M or V.
+template <DType T, int M>
+void WeightedRowSumBlock(const float* p, int64_t n, const typename Widen<T>::Elem* rows, int64_t d,
+                         float* out) {
+  // M * V accumulators + M broadcasts + 1 row vector fit 16 registers. The accumulators are independent
+  // FMA chains: 8-12 of them hide the FMA latency, where fewer made this loop latency-bound.
+  constexpr int V = M == 1 ? 8 : M <= 3 ? 4 : 2;
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t c = 0;
+  for (; c + V * lanes <= d; c += V * lanes) {
+    VF a[M][V];
+    for (int i = 0; i < M; ++i)
+      for (int v = 0; v < V; ++v) a[i][v] = hn::Zero(df);
+    for (int64_t j = 0; j < n; ++j) {
+      VF pj[M];
+      for (int i = 0; i < M; ++i) pj[i] = hn::Set(df, p[i * n + j]);
+      for (int v = 0; v < V; ++v) {
+        const VF r = Widen<T>::Load(df, rows + j * d + c + v * lanes);
+        for (int i = 0; i < M; ++i) a[i][v] = hn::MulAdd(pj[i], r, a[i][v]);
+      }
+    }
+    for (int i = 0; i < M; ++i)
+      for (int v = 0; v < V; ++v) hn::StoreU(a[i][v], df, out + i * d + c + v * lanes);
+  }
+  for (; c + lanes <= d; c += lanes) {
+    VF a[M];
+    for (int i = 0; i < M; ++i) a[i] = hn::Zero(df);
+    for (int64_t j = 0; j < n; ++j) {
+      const VF r = Widen<T>::Load(df, rows + j * d + c);
+      for (int i = 0; i < M; ++i) a[i] = hn::MulAdd(hn::Set(df, p[i * n + j]), r, a[i]);
+    }
+    for (int i = 0; i < M; ++i) hn::StoreU(a[i], df, out + i * d + c);
+  }
+  for (; c < d; ++c) {
+    for (int i = 0; i < M; ++i) {
+      float a = 0.0f;
+      for (int64_t j = 0; j < n; ++j) a += p[i * n + j] * Widen<T>::One(rows + j * d + c);
+      out[i * d + c] = a;
+    }
+  }
+}
+
+template <DType T>
+void WeightedRowSumTyped(const float* p, int64_t m, const void* data, int64_t n, int64_t d, float* out) {
+  const auto* rows = static_cast<const typename Widen<T>::Elem*>(data);
+  for (int64_t i = 0; i < m; i += 4) {
+    const float* pi = p + i * n;
+    float* oi = out + i * d;
+    switch (std::min<int64_t>(4, m - i)) {
+      case 1:
+        WeightedRowSumBlock<T, 1>(pi, n, rows, d, oi);
+        break;
+      case 2:
+        WeightedRowSumBlock<T, 2>(pi, n, rows, d, oi);
+        break;
+      case 3:
+        WeightedRowSumBlock<T, 3>(pi, n, rows, d, oi);
+        break;
+      default:
+        WeightedRowSumBlock<T, 4>(pi, n, rows, d, oi);
+        break;
+    }
+  }
+}
+
+void WeightedRowSum(const float* p, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
+                    float* out) {
+  switch (dtype) {
+    case DType::F32:
+      return WeightedRowSumTyped<DType::F32>(p, m, rows, n, d, out);
+    case DType::BF16:
+      return WeightedRowSumTyped<DType::BF16>(p, m, rows, n, d, out);
+    case DType::F16:
+      return WeightedRowSumTyped<DType::F16>(p, m, rows, n, d, out);
     default:
       return;  // the KV cache stores only these three
   }
@@ -356,6 +498,7 @@ namespace lowbit::kernels {
 HWY_EXPORT(GemvRows);
 HWY_EXPORT(ConvertF32);
 HWY_EXPORT(WeightedRowSum);
+HWY_EXPORT(RowDots);
 HWY_EXPORT(RmsNorm);
 HWY_EXPORT(SiluMul);
 HWY_EXPORT(Softmax);
@@ -372,8 +515,13 @@ void gemv_rows(const float* x, int64_t m, const DenseWeight& w, const float* bia
 void convert_f32(DType dtype, const void* src, float* out, size_t count) {
   HWY_DYNAMIC_DISPATCH(ConvertF32)(dtype, src, out, count);
 }
-void weighted_row_sum(const float* p, const void* rows, DType dtype, int64_t n, int64_t d, float* out) {
-  HWY_DYNAMIC_DISPATCH(WeightedRowSum)(p, rows, dtype, n, d, out);
+void weighted_row_sum(const float* p, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
+                      float* out) {
+  HWY_DYNAMIC_DISPATCH(WeightedRowSum)(p, m, rows, dtype, n, d, out);
+}
+void row_dots(const float* q, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d, float scale,
+              float* scores) {
+  HWY_DYNAMIC_DISPATCH(RowDots)(q, m, rows, dtype, n, d, scale, scores);
 }
 void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out) {
   HWY_DYNAMIC_DISPATCH(RmsNorm)(x, weight, rows, dim, eps, out);

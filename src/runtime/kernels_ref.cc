@@ -55,28 +55,33 @@ void softmax_ref(float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void scaled_row_dots_ref(const float* q, const void* rows, DType dtype, int64_t n, int64_t d, float scale,
-                         float* scores) {
+void scaled_row_dots_ref(const float* q, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
+                         float scale, float* scores) {
   const DenseWeight stored{dtype, rows, n, d};
   std::vector<float> row(static_cast<size_t>(d));
-  for (int64_t j = 0; j < n; ++j) {
-    weight_row_to_f32(stored, j, row.data());
-    double acc = 0.0;
-    for (int64_t k = 0; k < d; ++k) acc += static_cast<double>(q[k]) * row[static_cast<size_t>(k)];
-    scores[j] = static_cast<float>(scale * acc);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      weight_row_to_f32(stored, j, row.data());
+      double acc = 0.0;
+      for (int64_t k = 0; k < d; ++k) acc += static_cast<double>(q[i * d + k]) * row[static_cast<size_t>(k)];
+      scores[i * n + j] = static_cast<float>(scale * acc);
+    }
   }
 }
 
-void weighted_row_sum_ref(const float* p, const void* rows, DType dtype, int64_t n, int64_t d, float* out) {
+void weighted_row_sum_ref(const float* p, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
+                          float* out) {
   const DenseWeight stored{dtype, rows, n, d};
   std::vector<float> row(static_cast<size_t>(d));
-  std::vector<double> acc(static_cast<size_t>(d), 0.0);
-  for (int64_t j = 0; j < n; ++j) {
-    weight_row_to_f32(stored, j, row.data());
-    for (int64_t k = 0; k < d; ++k)
-      acc[static_cast<size_t>(k)] += static_cast<double>(p[j]) * row[static_cast<size_t>(k)];
+  for (int64_t i = 0; i < m; ++i) {
+    std::vector<double> acc(static_cast<size_t>(d), 0.0);
+    for (int64_t j = 0; j < n; ++j) {
+      weight_row_to_f32(stored, j, row.data());
+      for (int64_t k = 0; k < d; ++k)
+        acc[static_cast<size_t>(k)] += static_cast<double>(p[i * n + j]) * row[static_cast<size_t>(k)];
+    }
+    for (int64_t k = 0; k < d; ++k) out[i * d + k] = static_cast<float>(acc[static_cast<size_t>(k)]);
   }
-  for (int64_t k = 0; k < d; ++k) out[k] = static_cast<float>(acc[static_cast<size_t>(k)]);
 }
 
 }  // namespace lowbit::kernels

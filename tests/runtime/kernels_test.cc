@@ -415,9 +415,11 @@ std::vector<uint8_t> store_as(DType dtype, const std::vector<float>& values) {
   return out;
 }
 
-// Decode attention's row products over F32 / BF16 / F16 rows (a KV cache head) against the double
-// reference: each output is an n- or d-term fp32 sum of exact products of the same widened values, so the
-// gamma bound of the dot test applies (terms * 2^-24 * sum |terms|), plus one rounding of the scale.
+// Decode attention's row products over F32 / BF16 / F16 rows (a KV cache head) for m query heads against
+// the double reference: each output is an n- or d-term fp32 sum of exact products of the same widened
+// values, so the gamma bound of the dot test applies (terms * 2^-24 * sum |terms|), plus one rounding of
+// the scale. Head i's results must not depend on m (the decode path groups heads by KV head only when the
+// thread count allows): they equal the m = 1 call bit for bit.
 TEST(AttentionRows, ScaledDotsAndWeightedSumMatchReference) {
   const uint32_t seed = fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
@@ -425,34 +427,47 @@ TEST(AttentionRows, ScaledDotsAndWeightedSumMatchReference) {
   for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
     for (int64_t d : {1, 7, 32, 64, 100, 128}) {
       for (int64_t n : {1, 3, 17, 300}) {
-        SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " d=" << d << " n=" << n);
-        const std::vector<float> values = random_floats(rng, static_cast<size_t>(n * d), -2, 2);
-        const std::vector<uint8_t> stored = store_as(dtype, values);
-        std::vector<float> widened(values.size());
-        convert_to_f32(dtype, stored.data(), widened.data(), widened.size());
-        const std::vector<float> q = random_floats(rng, static_cast<size_t>(d), -1, 1);
-        std::vector<float> p = random_floats(rng, static_cast<size_t>(n), 0, 1);
-        const float scale = 0.125f;
+        for (int64_t m : {1, 2, 3, 4, 7}) {
+          SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " d=" << d << " n=" << n << " m=" << m);
+          const std::vector<float> values = random_floats(rng, static_cast<size_t>(n * d), -2, 2);
+          const std::vector<uint8_t> stored = store_as(dtype, values);
+          std::vector<float> widened(values.size());
+          convert_to_f32(dtype, stored.data(), widened.data(), widened.size());
+          const std::vector<float> q = random_floats(rng, static_cast<size_t>(m * d), -1, 1);
+          std::vector<float> p = random_floats(rng, static_cast<size_t>(m * n), 0, 1);
+          const float scale = 0.125f;
 
-        std::vector<float> got(static_cast<size_t>(n)), want(got.size());
-        scaled_row_dots(q.data(), stored.data(), dtype, n, d, scale, got.data());
-        scaled_row_dots_ref(q.data(), stored.data(), dtype, n, d, scale, want.data());
-        for (int64_t j = 0; j < n; ++j) {
-          double abs_sum = 0;
-          for (int64_t k = 0; k < d; ++k) abs_sum += std::fabs(q[k] * widened[j * d + k]);
-          const double bound =
-              scale * (static_cast<double>(d) * 0x1p-24 * abs_sum) + 0x1p-24 * std::fabs(want[j]);
-          ASSERT_NEAR(got[j], want[j], bound + 1e-30) << "row " << j;
-        }
+          std::vector<float> got(static_cast<size_t>(m * n)), want(got.size()), alone(static_cast<size_t>(n));
+          scaled_row_dots(q.data(), m, stored.data(), dtype, n, d, scale, got.data());
+          scaled_row_dots_ref(q.data(), m, stored.data(), dtype, n, d, scale, want.data());
+          for (int64_t i = 0; i < m; ++i) {
+            scaled_row_dots(q.data() + i * d, 1, stored.data(), dtype, n, d, scale, alone.data());
+            for (int64_t j = 0; j < n; ++j) {
+              double abs_sum = 0;
+              for (int64_t k = 0; k < d; ++k) abs_sum += std::fabs(q[i * d + k] * widened[j * d + k]);
+              const double bound =
+                  scale * (static_cast<double>(d) * 0x1p-24 * abs_sum) + 0x1p-24 * std::fabs(want[i * n + j]);
+              ASSERT_NEAR(got[i * n + j], want[i * n + j], bound + 1e-30) << "head " << i << " row " << j;
+              ASSERT_EQ(got[i * n + j], alone[j]) << "head " << i << " row " << j;
+            }
+          }
 
-        std::vector<float> out(static_cast<size_t>(d), -7.0f), out_ref(out.size());  // poisoned: overwritten
-        weighted_row_sum(p.data(), stored.data(), dtype, n, d, out.data());
-        weighted_row_sum_ref(p.data(), stored.data(), dtype, n, d, out_ref.data());
-        for (int64_t k = 0; k < d; ++k) {
-          double abs_sum = 0;
-          for (int64_t j = 0; j < n; ++j) abs_sum += std::fabs(p[j] * widened[j * d + k]);
-          ASSERT_NEAR(out[k], out_ref[k], static_cast<double>(n) * 0x1p-24 * abs_sum + 1e-30)
-              << "column " << k;
+          // poisoned: every element must be overwritten
+          std::vector<float> out(static_cast<size_t>(m * d), -7.0f), out_ref(out.size()),
+              out_alone(static_cast<size_t>(d), -7.0f);
+          weighted_row_sum(p.data(), m, stored.data(), dtype, n, d, out.data());
+          weighted_row_sum_ref(p.data(), m, stored.data(), dtype, n, d, out_ref.data());
+          for (int64_t i = 0; i < m; ++i) {
+            weighted_row_sum(p.data() + i * n, 1, stored.data(), dtype, n, d, out_alone.data());
+            for (int64_t k = 0; k < d; ++k) {
+              double abs_sum = 0;
+              for (int64_t j = 0; j < n; ++j) abs_sum += std::fabs(p[i * n + j] * widened[j * d + k]);
+              ASSERT_NEAR(out[i * d + k], out_ref[i * d + k],
+                          static_cast<double>(n) * 0x1p-24 * abs_sum + 1e-30)
+                  << "head " << i << " column " << k;
+              ASSERT_EQ(out[i * d + k], out_alone[k]) << "head " << i << " column " << k;
+            }
+          }
         }
       }
     }
