@@ -17,7 +17,7 @@ namespace lowbit::cli {
 struct LoadedModel {
   std::unique_ptr<Model> model;
   std::unique_ptr<runtime::Transformer> transformer;
-  std::unique_ptr<Tokenizer> tokenizer;                       // null when loaded without one (Tokenizer::No)
+  std::unique_ptr<Tokenizer> tokenizer;                       // null when loaded with WithTokenizer::No
   std::shared_ptr<const formats::QuantizedCheckpoint> quant;  // null for a float checkpoint
   bool packed = false;  // quantized weights run packed (runtime/packed_linear.h)
   double load_seconds = 0.0;
