@@ -293,8 +293,9 @@ template <DType T, int M>
 void WeightedRowSumBlock(const float* p, int64_t n, const typename Widen<T>::Elem* rows, int64_t d,
                          float* out) {
   // M * V accumulators + M broadcasts + 1 row vector fit 16 registers. The accumulators are independent
-  // FMA chains: 8-12 of them hide the FMA latency, where fewer made this loop latency-bound.
-  constexpr int V = M == 1 ? 8 : M <= 3 ? 4 : 2;
+  // FMA chains: 8-12 of them hide the FMA latency, where fewer made this loop latency-bound. With 16-lane
+  // vectors a single head takes 4 (64 columns, one pass over a head_dim-64 row instead of none at 8).
+  constexpr int V = M == 1 ? (hn::MaxLanes(DF()) >= 16 ? 4 : 8) : M <= 3 ? 4 : 2;
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   int64_t c = 0;

@@ -252,6 +252,10 @@ void register_bench(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& co
   auto args = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand(
       "bench", "Measure load time, memory, prefill, TTFT, inter-token latency and decode throughput");
+  cmd->footer(
+      "Prompts are random token ids: the tokenizer is not loaded, so load time and peak RSS are the model's "
+      "and "
+      "the engine's alone. Each model is measured in its own child process.");
   cmd->add_option("model", args->model, "Model folder")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--prompt-len", args->speed.prompt_len, "Prompt tokens")
       ->capture_default_str()
