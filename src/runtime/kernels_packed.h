@@ -45,7 +45,7 @@ struct PackedMatrix {
   const float* scales = nullptr;  // [rows][groups()], followed by at least 16 readable floats
   // The zero term z of each cell: zero_terms[cell] ([rows][groups()]) when given, else zero_offset * s.
   // Symmetric codes stored with an offset (int4: 8, uint8: 128) use zero_offset, so the runtime neither
-  // holds nor streams a second float per cell (5 % of W4A16 g128's bytes per decode step).
+  // holds nor streams a second float per cell (3.1 of the 56.3 MB a W4A16 g128 + lm_head decode step read).
   const float* zero_terms = nullptr;
   float zero_offset = 0.0f;
   // Int8 / UInt8 only, optional: sum over k of each row's signed codes q (the VNNI W8A8 kernel needs it).

@@ -57,9 +57,9 @@ Transformer::Transformer(const Model& model, const LinearFactory& make_linear)
 
 // An untied table is only ever looked up, a row at a time: reading rows from the file keeps the table out
 // of the resident set, where every row read through the mapping would bring in the kernel's 64 KiB
-// fault-around window (about 29 MB for a 512-token prompt of random ids on the reference model, whose
-// W4A16 weights are 56 MB). A tied table is streamed whole by lm_head each step, so rows come from the
-// mapping.
+// fault-around window (17-29 MB for a 512-token prompt of random ids on the reference model, whose
+// W4A16 + lm_head weights are 53 MB). A tied table is streamed whole by lm_head each step, so rows come
+// from the mapping.
 void Transformer::embed(const int32_t* tokens, int64_t count, float* out) const {
   const int64_t hidden = embed_.cols;
   if (!embed_by_reading_) {
