@@ -190,19 +190,27 @@ std::vector<int8_t> read_zero_points(const TensorStore& store, const std::string
   return zps;
 }
 
-// The scales of a quantized weight as fp32, checked against the number of cells its args need.
+// The stored scales of a quantized weight, checked: a float dtype, and as many values as its args need cells.
+TensorView scale_view(const TensorStore& store, const std::string& module, const QuantArgs& weights,
+                      int64_t out, int64_t in) {
+  const TensorView v = need(store, module + ".weight_scale", "a quantized weight needs its scale");
+  if (!is_floating(v.dtype))
+    fail("tensor {} has dtype {}, expected a float dtype", v.name, dtype_name(v.dtype));
+  const int64_t n_scales = expected_scale_count(weights, out, in, module);
+  if (v.numel() != n_scales) {
+    fail("tensor {} has {} values (shape [{}]); {} weights of [{}, {}] need {}", v.name, v.numel(),
+         fmt::join(v.shape, ", "), describe(weights), out, in, n_scales);
+  }
+  return v;
+}
+
+// The scales of a quantized weight as fp32 (scale_view's checks).
 std::vector<float> read_scales(const TensorStore& store, const std::string& module, const QuantArgs& weights,
                                int64_t out, int64_t in, ComputeDType* dt) {
-  const TensorView scale_view = need(store, module + ".weight_scale", "a quantized weight needs its scale");
-  std::vector<float> scales = to_f32(scale_view);
+  const TensorView v = scale_view(store, module, weights, out, in);
   // torch computes (q - zp) * scale in the scale's dtype.
-  if (dt) *dt = scale_view.dtype == DType::BF16 ? ComputeDType::BF16 : ComputeDType::F32;
-  const int64_t n_scales = expected_scale_count(weights, out, in, module);
-  if (static_cast<int64_t>(scales.size()) != n_scales) {
-    fail("tensor {} has {} values (shape [{}]); {} weights of [{}, {}] need {}", scale_view.name,
-         scales.size(), fmt::join(scale_view.shape, ", "), describe(weights), out, in, n_scales);
-  }
-  return scales;
+  if (dt) *dt = v.dtype == DType::BF16 ? ComputeDType::BF16 : ComputeDType::F32;
+  return to_f32(v);
 }
 
 // The stored codes of a module that can_keep_packed() accepted, checked like the dequantizing path does.
@@ -234,15 +242,8 @@ StoredWeight read_stored_weight(const TensorStore& store, const std::string& mod
            describe(weights), dtype_name(want));
     }
   }
-  w.scales = need(store, module + ".weight_scale", "a quantized weight needs its scale");
-  if (!is_floating(w.scales.dtype))
-    fail("tensor {} has dtype {}, expected a float dtype", w.scales.name, dtype_name(w.scales.dtype));
-  const int64_t n_scales = expected_scale_count(weights, out, in, module);
-  if (w.scales.numel() != n_scales) {
-    fail("tensor {} has {} values (shape [{}]); {} weights of [{}, {}] need {}", w.scales.name,
-         w.scales.numel(), fmt::join(w.scales.shape, ", "), describe(weights), out, in, n_scales);
-  }
-  w.zero_points = read_zero_points(store, module, weights, packed, out, n_scales);
+  w.scales = scale_view(store, module, weights, out, in);
+  w.zero_points = read_zero_points(store, module, weights, packed, out, w.scales.numel());
   return w;
 }
 }  // namespace

@@ -90,8 +90,9 @@ void causal_attention(const float* q, int64_t first, int64_t count, const KVCach
     // A task is up to `per_task` query heads of one KV head (they read the same rows). Whole groups unless
     // there are fewer KV heads than threads; the result is the same either way (per-head sums in row order).
     const int64_t threads = global_pool().size();
-    const int64_t parts = std::min(group, (threads + shape.num_kv_heads - 1) / shape.num_kv_heads);
-    const int64_t per_task = (group + parts - 1) / parts;
+    const int64_t wanted = std::min(group, (threads + shape.num_kv_heads - 1) / shape.num_kv_heads);
+    const int64_t per_task = (group + wanted - 1) / wanted;
+    const int64_t parts = (group + per_task - 1) / per_task;  // every part holds at least one head
     const int64_t tasks = shape.num_kv_heads * parts;
     global_pool().parallel_for(static_cast<size_t>(tasks), 1, [&](size_t begin, size_t end) {
       thread_local std::vector<float> scores;
@@ -99,7 +100,6 @@ void causal_attention(const float* q, int64_t first, int64_t count, const KVCach
         const int64_t kv_head = t / parts;
         const int64_t h0 = kv_head * group + (t % parts) * per_task;
         const int64_t heads = std::min(per_task, (kv_head + 1) * group - h0);
-        if (heads <= 0) continue;
         attend_one(q + h0 * d, heads, first + 1, cache.key_rows(layer, kv_head),
                    cache.value_rows(layer, kv_head), d, out + h0 * d, scores);
       }

@@ -7,7 +7,7 @@
 // exactly code * scale and the codes lose nothing. Otherwise it is fp32, bf16 or fp16 (`storage`): 16-bit
 // storage rounds each value to nearest even, as a bf16 / fp16 torch model's cache holds it, and halves both
 // the cache's memory and what decode attention reads per token (the 100M reference model at 576 positions:
-// 14 MB of fp32 per step, next to the 56 MB of its W4A16 weights with lm_head quantized).
+// 14 MB of fp32 per step, next to the 53 MB of its W4A16 weights with lm_head quantized).
 //
 // Readers: rows() gives a head's stored rows in their storage dtype (codes decoded to fp32 first); keys() /
 // values() give fp32 rows, decoding 16-bit or code storage into a buffer owned by the calling thread (one
