@@ -64,9 +64,11 @@ std::vector<float>& thread_buffer() {
   return buffer;
 }
 
-// Output rows per parallel chunk of the row-streaming kernels: about kGemvMinChunkBytes of codes.
+// Output rows per parallel chunk of the row-streaming kernels: about kGemvMinChunkBytes of codes, in whole
+// blocks of 4 rows (the kernels' step; chunks are whole grains, ThreadPool::parallel_for).
 size_t gemv_grain(const PackedMatrix& w) {
-  return std::max<size_t>(4, kGemvMinChunkBytes / std::max<size_t>(1, static_cast<size_t>(w.row_bytes)));
+  const size_t rows = kGemvMinChunkBytes / std::max<size_t>(1, static_cast<size_t>(w.row_bytes));
+  return std::max<size_t>(4, rows / 4 * 4);
 }
 
 // The calling thread's int16 activations (fill it before int16_product; a thread_local named inside a pool

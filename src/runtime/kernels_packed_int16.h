@@ -43,8 +43,10 @@ int64_t int16_chunk_position(Codes codes, int64_t j);
 // multiple of 32 columns, or one group per row).
 bool int16_gemv_supports(const PackedMatrix& w);
 
-// Quantizes m rows of x (K = w.cols columns) for w's code layout.
+// Quantizes m rows of x (K = w.cols columns) for w's code layout; on AVX2 CPUs with vector code that gives
+// the scalar _ref's result bit for bit (vcvtps2dq rounds half to even, as the reference does).
 void quantize_int16_activations(const float* x, int64_t m, const PackedMatrix& w, Int16Activations& out);
+void quantize_int16_activations_ref(const float* x, int64_t m, const PackedMatrix& w, Int16Activations& out);
 // The same layout from codes that are integers already, one scale per row (W8A8's int8 activation codes):
 // the int16 kernels then compute int8_linear's product, with exact integer sums per chunk.
 void int16_activations_from_codes(const int16_t* codes, const float* row_scales, int64_t m,

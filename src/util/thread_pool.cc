@@ -39,20 +39,27 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::worker_loop(int index) {
   size_t seen = 0;
   for (;;) {
-    // Spin briefly before sleeping: a decode step issues ~100 parallel regions a few microseconds apart, and
-    // a futex sleep/wake per region would cost more than the work. Idle pools still sleep after kSpin.
-    for (int i = 0; i < kSpinIterations && generation_.load(std::memory_order_acquire) == seen &&
-                    !stop_.load(std::memory_order_relaxed);
-         ++i)
-      cpu_relax();
-    const std::function<void(int)>* job;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
-      if (stop_) return;
-      seen = generation_.load();
-      job = job_;
+    // Spin briefly before sleeping: a decode step issues ~60 parallel regions a few microseconds apart, and
+    // a futex sleep/wake per region would cost more than the work. Idle pools still sleep after the spin.
+    // The fast path takes no lock: job_ is published before generation_ is bumped.
+    size_t generation = generation_.load(std::memory_order_acquire);
+    for (int i = 0; generation == seen && !stop_.load(std::memory_order_relaxed); ++i) {
+      if (i < kSpinIterations) {
+        cpu_relax();
+      } else {
+        // Registered as a sleeper before the last check, under the mutex: a caller that bumps generation_
+        // afterwards sees sleepers_ > 0 and notifies (both sides use sequentially consistent operations).
+        std::unique_lock<std::mutex> lock(mutex_);
+        sleepers_.fetch_add(1);
+        wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+        sleepers_.fetch_sub(1);
+        i = 0;
+      }
+      generation = generation_.load(std::memory_order_acquire);
     }
+    if (stop_.load()) return;
+    seen = generation;
+    const std::function<void(int)>* job = job_;
     try {
       t_inside_job = true;
       (*job)(index);
@@ -62,8 +69,9 @@ void ThreadPool::worker_loop(int index) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!error_) error_ = std::current_exception();
     }
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard<std::mutex> lock(mutex_);  // pairs with the caller's wait: no lost wake-up
+    if (pending_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
+      // The caller is inside done_.wait, or holds the mutex and is about to check pending_.
+      std::lock_guard<std::mutex> lock(mutex_);
       done_.notify_one();
     }
   }
@@ -74,14 +82,15 @@ void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
     for (int i = 0; i < size(); ++i) fn(i);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    error_ = nullptr;
-    generation_.fetch_add(1, std::memory_order_release);
+  // No job is in flight here, so these plain writes race with nothing; bumping generation_ publishes them.
+  job_ = &fn;
+  error_ = nullptr;
+  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1);
+  if (sleepers_.load() > 0) {
+    std::lock_guard<std::mutex> lock(mutex_);  // a registered sleeper is inside wake_.wait or still checking
+    wake_.notify_all();
   }
-  wake_.notify_all();
   std::exception_ptr own_error;
   try {
     t_inside_job = true;
@@ -91,10 +100,15 @@ void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
   }
   t_inside_job = false;
   for (int i = 0; i < kSpinIterations && pending_.load(std::memory_order_acquire) != 0; ++i) cpu_relax();
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+  if (pending_.load() != 0) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    caller_sleeping_.store(true);
+    done_.wait(lock, [&] { return pending_.load() == 0; });
+    caller_sleeping_.store(false);
+  }
   job_ = nullptr;
   if (own_error) std::rethrow_exception(own_error);
+  // A worker sets error_ before its decrement of pending_, which the load that saw 0 synchronizes with.
   if (error_) std::rethrow_exception(error_);
 }
 
@@ -107,15 +121,19 @@ void ThreadPool::parallel_for(size_t n, size_t grain, const std::function<void(s
     fn(0, n);
     return;
   }
-  // Dynamic scheduling over ~4 chunks per thread balances uneven rows without much overhead.
-  const size_t chunks = std::min(max_chunks, threads * 4);
-  const size_t chunk = (n + chunks - 1) / chunks;
+  // Guided scheduling: each claim takes a share of what is left (a multiple of grain), so the chunks shrink
+  // towards the end and the threads finish within about one grain of each other, with few claims.
   std::atomic<size_t> next{0};
   run_on_all([&](int) {
-    for (;;) {
-      const size_t begin = next.fetch_add(chunk);
-      if (begin >= n) return;
-      fn(begin, std::min(n, begin + chunk));
+    size_t begin = next.load(std::memory_order_relaxed);
+    while (begin < n) {
+      const size_t left = n - begin;
+      const size_t share = (left / (2 * threads) + grain - 1) / grain * grain;
+      const size_t end = begin + std::min(left, std::max(grain, share));
+      if (next.compare_exchange_weak(begin, end, std::memory_order_relaxed)) {
+        fn(begin, end);
+        begin = next.load(std::memory_order_relaxed);
+      }
     }
   });
 }

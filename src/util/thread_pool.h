@@ -43,6 +43,8 @@ class ThreadPool {
   std::atomic<size_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<int> sleepers_{0};              // workers blocked (or about to block) on wake_
+  std::atomic<bool> caller_sleeping_{false};  // the caller blocked (or about to block) on done_
   std::exception_ptr error_;
 };
 

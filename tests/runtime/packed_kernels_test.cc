@@ -397,6 +397,52 @@ TEST(PackedKernels, Int8KernelsEqualTheReference) {
     GTEST_SKIP() << "neither AVX-512 VNNI nor AVX2 here: only the Highway kernel ran";
 }
 
+// The vector quantizer of the int16 activations gives the scalar reference's codes and scales bit for bit:
+// full and partial blocks, every code layout, zeros, tiny and huge magnitudes, half-way values (which round
+// to even), and blocks holding a NaN or an infinity (which the vector code hands to the scalar one).
+TEST(PackedKernels, Int16ActivationQuantizerMatchesReference) {
+  if (!kernels::have_avx2_fma()) GTEST_SKIP() << "no AVX2 here: only the reference runs";
+  for (kernels::Codes codes : {kernels::Codes::Int4, kernels::Codes::UInt8, kernels::Codes::Int8}) {
+    for (int64_t K : {32, 64, 200, 768}) {
+      kernels::PackedMatrix w;
+      w.codes = codes;
+      w.cols = K;
+      w.group_size = 32;
+      const int64_t m = 5;
+      std::vector<float> x = random_values(m * K, static_cast<uint32_t>(K), 3.0f);
+      for (int64_t k = 0; k < 32; ++k) x[static_cast<size_t>(K + k)] = 0.0f;  // row 1, block 0: all zero
+      x[3] = 1e30f;                                                           // a huge magnitude
+      x[static_cast<size_t>(2 * K + 1)] = 1e-38f;                             // tiny ones
+      x[static_cast<size_t>(2 * K + 2)] = -3e-39f;
+      x[static_cast<size_t>(3 * K + 5)] = std::numeric_limits<float>::quiet_NaN();
+      x[static_cast<size_t>(4 * K + 1)] = -std::numeric_limits<float>::infinity();
+      // Row 4, block 1: a maximum of 32767 makes the step exactly 1, so k + 0.5 lies half-way between codes.
+      if (K >= 64) {
+        x[static_cast<size_t>(4 * K + 32)] = 32767.0f;
+        for (int64_t k = 1; k < 32; ++k)
+          x[static_cast<size_t>(4 * K + 32 + k)] = (k % 2 ? 1.0f : -1.0f) * (static_cast<float>(k) + 0.5f);
+      }
+      kernels::Int16Activations fast, ref;
+      kernels::quantize_int16_activations(x.data(), m, w, fast);
+      kernels::quantize_int16_activations_ref(x.data(), m, w, ref);
+      ASSERT_EQ(fast.codes, ref.codes) << "K=" << K;
+      ASSERT_EQ(fast.scales.size(), ref.scales.size());
+      for (size_t i = 0; i < ref.scales.size(); ++i) {
+        if (std::isnan(ref.scales[i])) {
+          EXPECT_TRUE(std::isnan(fast.scales[i])) << "block " << i;
+        } else {
+          EXPECT_EQ(fast.scales[i], ref.scales[i]) << "block " << i;
+        }
+      }
+      for (size_t i = 0; i < ref.group_sums.size(); ++i) {
+        if (!std::isnan(ref.group_sums[i])) {
+          EXPECT_EQ(fast.group_sums[i], ref.group_sums[i]) << "group " << i;
+        }
+      }
+    }
+  }
+}
+
 // The int16 activation codes: every chunk position is used once, and each value moves by at most half its
 // block's step (max |x_b| / 32767 / 2, plus the fp32 rounding of code * scale).
 TEST(PackedKernels, Int16ActivationsRoundWithinHalfAStep) {
