@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "io/dtype.h"
+#include "runtime/kernels_packed_fp8.h"
 #include "runtime/kernels_packed_hwy.h"
 #include "runtime/kernels_packed_int16.h"
 #include "runtime/kernels_packed_vnni.h"
@@ -173,6 +174,10 @@ bool packed_gemv_uses_int16(const PackedMatrix& w) {
   return int16_gemv_enabled().load(std::memory_order_relaxed) && have_avx2_fma() && int16_gemv_supports(w);
 }
 
+bool packed_gemv_uses_fp8_table(const PackedMatrix& w) {
+  return int16_gemv_enabled().load(std::memory_order_relaxed) && fp8_gemv_supports(w);
+}
+
 void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y,
                  GemvPath path) {
   check_args(x, m, w, y);
@@ -183,6 +188,12 @@ void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* 
     return int16_product(xq, w, bias, y);
   }
   const int64_t K = w.cols, G = w.groups();
+  if (path == GemvPath::Auto && K > 0 && packed_gemv_uses_fp8_table(w)) {
+    global_pool().parallel_for(static_cast<size_t>(w.rows), gemv_grain(w), [&](size_t begin, size_t end) {
+      fp8_gemv_rows(x, m, w, bias, y, static_cast<int64_t>(begin), static_cast<int64_t>(end));
+    });
+    return;
+  }
   simd::PackedGemvArgs args;
   args.x = x;
   args.m = m;

@@ -67,15 +67,21 @@ float packed_weight(const PackedMatrix& w, int64_t n, int64_t k);
 // y[m x N] = x[m x K] * W^T (+ bias). packed_linear picks packed_gemv below packed_gemm_min_rows(), else
 // packed_tiled_sgemm.
 void packed_linear(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y);
-// Auto: the int16-activation kernels when packed_gemv_uses_int16(w), else the fp32 decoders (Float).
+// Auto: the int16-activation kernels when packed_gemv_uses_int16(w), the E4M3 table decoder when
+// packed_gemv_uses_fp8_table(w), else the fp32 decoders (Float).
 enum class GemvPath { Auto, Float };
 void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y,
                  GemvPath path = GemvPath::Auto);
 // Whether packed_gemv's Auto path rounds x to int16 codes for w: the CPU has AVX2 + FMA, w has integer codes
 // in whole blocks of 32 columns, and the int16 kernels are enabled.
 bool packed_gemv_uses_int16(const PackedMatrix& w);
-// Process-wide switch of the int16 kernels (on by default; LOWBIT_GEMV_FP32=1 in the environment turns them
-// off at start): the fp32 decoders then serve every packed_gemv, for comparisons and tests.
+// Whether packed_gemv's Auto path decodes w's E4M3 codes by table (kernels_packed_fp8.h): bf16-rounded
+// weights, groups of whole 32-column chunks, AVX2 + FMA, and the switch below on. The products equal the
+// fp32 decoder's weights bit for bit; only the summation order differs.
+bool packed_gemv_uses_fp8_table(const PackedMatrix& w);
+// Process-wide switch of the int16 kernels and the fp8 table decoder (on by default; LOWBIT_GEMV_FP32=1 in
+// the environment turns them off at start): the fp32 decoders then serve every packed_gemv, for
+// comparisons and tests.
 void set_int16_gemv_enabled(bool enabled);
 void packed_tiled_sgemm(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y);
 int64_t packed_gemm_min_rows(Codes codes);

@@ -258,6 +258,12 @@ TEST(PackedKernels, Fp8E4M3AndE5M2) {
     // bf16 scales: every weight rounds to bf16 as torch computes it (PackedMatrix::round_to_bf16).
     check_all_paths(fp8_args(QuantStrategy::Channel, f), {9, 203}, false, tag + " channel bf16",
                     ComputeDType::BF16);
+    // Enough rows for more than one parallel chunk (gemv_grain: 32 KiB of codes), so that pool workers run
+    // the decoders too, and groups of 32 columns (one table per group).
+    check_all_paths(fp8_args(QuantStrategy::Channel, f), {700, 64}, false, tag + " channel bf16 700 rows",
+                    ComputeDType::BF16);
+    check_all_paths(fp8_args(QuantStrategy::Group, f, 32), {7, 96}, false, tag + " g32 bf16",
+                    ComputeDType::BF16);
   }
 }
 
@@ -296,6 +302,76 @@ TEST(PackedKernels, Fp8DecoderCoversEveryFiniteCode) {
         ASSERT_EQ(y, 0.5f * v) << "code " << int(b) << " " << hwy::TargetName(target);
       }
       hwy::SetSupportedTargetsForTest(0);
+    }
+  }
+}
+
+// The E4M3 table decoder (bf16-rounded weights, kernels_packed_fp8.h) gives packed_weight bit for bit for
+// every finite code: each row holds all 254 of them, and a one-hot x reads one weight at a time. The
+// scales include ones whose products round (many mantissa bits), a negative one, and ones the tables cannot
+// serve (zero, tiny, huge, infinite), which go to the fp32 decoder. Row 5 also holds the NaN codes, which
+// send its block to the scalar definition: NaN times 0 poisons all of its outputs. Rows go through the
+// decoder four at a time and a block falls back as a whole, so the rows the tables serve share blocks
+// (0-3, 4-7 with the NaN row) or stand alone (12), and the others fill block 8-11. With random x, the
+// outputs equal the fp32 decoder's bit for bit (the same sums in the same order).
+TEST(PackedKernels, Fp8TableDecoderGivesEveryWeightExactly) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> scales = {0.0123f, 1.0f / 3.0f, -0.7071f, 3.1e-5f, 250.0f, 0.5f, 0.09f,
+                                     2.0e-3f, 0.0f,        1e-35f,   1e35f,   inf,    0.77f};
+  const int64_t nan_row = 5;
+  const int64_t K = 256 + 7;  // 8 chunks and a tail of 7 columns
+  const auto N = static_cast<int64_t>(scales.size());
+  std::vector<uint8_t> codes(static_cast<size_t>(N * K));
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t k = 0; k < K; ++k) {
+      auto b = static_cast<uint8_t>((k * 37 + n * 11) % 256);  // every code once in the first 256 columns
+      // NaN codes only in nan_row, and only where the table decoder reads (not in the tail).
+      if ((b & 0x7F) == 0x7F && (n != nan_row || k >= 256)) b = static_cast<uint8_t>(b - 1);
+      codes[static_cast<size_t>(n * K + k)] = b;
+    }
+  }
+  std::vector<float> sc(scales.size());
+  for (size_t i = 0; i < sc.size(); ++i)
+    sc[i] = 256.0f * bf16_to_f32(f32_to_bf16(scales[i]));  // + E4M3's 2^8
+  kernels::PackedMatrix pm;
+  pm.codes = kernels::Codes::E4M3;
+  pm.data = codes.data();
+  pm.rows = N;
+  pm.cols = K;
+  pm.row_bytes = K;
+  pm.group_size = K;
+  pm.scales = sc.data();
+  pm.round_to_bf16 = true;
+  if (!kernels::packed_gemv_uses_fp8_table(pm))
+    GTEST_SKIP() << "the table decoder does not run here (it needs AVX2, and Highway's 8-lane target)";
+  std::vector<float> x(static_cast<size_t>(K), 0.0f), y(static_cast<size_t>(N));
+  for (int64_t k = 0; k < K; ++k) {
+    x[static_cast<size_t>(k)] = 1.0f;
+    kernels::packed_gemv(x.data(), 1, pm, nullptr, y.data());
+    x[static_cast<size_t>(k)] = 0.0f;
+    for (int64_t n = 0; n < N; ++n) {
+      if (n == nan_row) continue;
+      const float want = kernels::packed_weight(pm, n, k), got = y[static_cast<size_t>(n)];
+      if (std::isnan(want)) {  // an infinite scale times code 0
+        EXPECT_TRUE(std::isnan(got)) << "row " << n;
+      } else {
+        ASSERT_EQ(got, want) << "row " << n << " (scale " << scales[static_cast<size_t>(n)] << ") code "
+                             << int(codes[static_cast<size_t>(n * K + k)]);
+      }
+    }
+    EXPECT_TRUE(std::isnan(y[static_cast<size_t>(nan_row)])) << "the row with NaN codes, column " << k;
+  }
+  for (int64_t m : {1, 2, 3, 5}) {
+    const std::vector<float> xr = random_values(m * K, static_cast<uint32_t>(m));
+    std::vector<float> table(static_cast<size_t>(m * N)), fp32(static_cast<size_t>(m * N));
+    kernels::packed_gemv(xr.data(), m, pm, nullptr, table.data());
+    kernels::packed_gemv(xr.data(), m, pm, nullptr, fp32.data(), kernels::GemvPath::Float);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t n = 0; n < N; ++n) {
+        const size_t at = static_cast<size_t>(i * N + n);
+        if (n == nan_row || std::isnan(fp32[at])) continue;
+        EXPECT_EQ(table[at], fp32[at]) << "m=" << m << " x row " << i << " weight row " << n;
+      }
     }
   }
 }
