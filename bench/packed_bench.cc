@@ -2,7 +2,9 @@
 // MLP 2048) and Llama-3.1-8B's (4096x4096, 14336x4096, 4096x14336), next to the dense bf16 kernel on the
 // same shape:
 //   Packed/<format>/N/K/m     packed_linear (gemv below packed_gemm_min_rows, dequantized tiles + sgemm
-//                             above); formats int4_g128, int8_ch (W8A16), fp8_e4m3_ch, w8a8 (int8 x int8)
+//                             above); formats int4_g128, int8_ch (W8A16), fp8_e4m3_ch (fp32 scales),
+//                             fp8_e4m3_ch_bf16 (bf16 scales: weights rounded to bf16, as FP8 checkpoints
+//                             from bf16 models), w8a8 (int8 x int8)
 //   Dense/bf16/N/K/m          kernels::linear on bf16, the baseline
 //   1T/PackedPath/<format>/<gemv|sgemm>/N/K/m   both paths at small m, to place packed_gemm_min_rows
 // Counters: GB/s = bytes of weight data read per call (codes + scales) / time; GFLOP/s = 2 m N K / time.
@@ -28,7 +30,7 @@ namespace {
 
 constexpr size_t kColdBytes = size_t{512} << 20;
 
-enum class Format { Int4G128, Int8Channel, Fp8Channel, W8A8, DenseBf16 };
+enum class Format { Int4G128, Int8Channel, Fp8Channel, Fp8ChannelBf16, W8A8, DenseBf16 };
 
 const char* format_name(Format f) {
   switch (f) {
@@ -38,6 +40,8 @@ const char* format_name(Format f) {
       return "int8_ch";
     case Format::Fp8Channel:
       return "fp8_e4m3_ch";
+    case Format::Fp8ChannelBf16:
+      return "fp8_e4m3_ch_bf16";
     case Format::W8A8:
       return "w8a8";
     case Format::DenseBf16:
@@ -59,9 +63,9 @@ struct ColdMatrix {
   size_t code_bytes() const { return copies.front().size(); }
   PackedMatrix take() {
     PackedMatrix w;
-    w.codes = format == Format::Int4G128     ? Codes::Int4
-              : format == Format::Fp8Channel ? Codes::E4M3
-                                             : Codes::Int8;
+    const bool fp8 = format == Format::Fp8Channel || format == Format::Fp8ChannelBf16;
+    w.codes = format == Format::Int4G128 ? Codes::Int4 : fp8 ? Codes::E4M3 : Codes::Int8;
+    w.round_to_bf16 = format == Format::Fp8ChannelBf16;  // bf16 scales: the table decoder on AVX2
     w.data = copies[next].data();
     next = (next + 1) % copies.size();
     w.rows = rows;
@@ -90,7 +94,8 @@ ColdMatrix& cold_matrix(Format format, int64_t rows, int64_t cols) {
   std::vector<uint8_t> pattern(bytes);
   for (auto& b : pattern) {
     b = static_cast<uint8_t>(rng());
-    if (format == Format::Fp8Channel) b &= 0xBF;  // clear the top exponent bit: no NaN, moderate values
+    if (format == Format::Fp8Channel || format == Format::Fp8ChannelBf16)
+      b &= 0xBF;  // clear the top exponent bit: no NaN, moderate values
     if (format == Format::DenseBf16 && (&b - pattern.data()) % 2) b = 0x3C;  // bf16 high bytes: |v| ~ 0.01
   }
   const size_t copies = std::max<size_t>(2, kColdBytes / std::max<size_t>(bytes, 1) + 1);
@@ -192,8 +197,8 @@ void register_all() {
           ->Unit(benchmark::kMicrosecond);
     }
   }
-  for (Format f :
-       {Format::DenseBf16, Format::Int4G128, Format::Int8Channel, Format::Fp8Channel, Format::W8A8}) {
+  for (Format f : {Format::DenseBf16, Format::Int4G128, Format::Int8Channel, Format::Fp8Channel,
+                   Format::Fp8ChannelBf16, Format::W8A8}) {
     const std::string name = std::string(f == Format::DenseBf16 ? "Dense/" : "Packed/") + format_name(f);
     benchmark::RegisterBenchmark(name.c_str(), [f](benchmark::State& s) { run(s, f, 0); })
         ->Apply(shapes)
