@@ -257,6 +257,8 @@ LOWBIT_AVX2 inline __m256i ChunkSums(const uint8_t* row, int64_t chunk, const XC
   return _mm256_add_epi32(p01, p23);
 }
 
+// quantize_int16_block_avx2: 32 values to codes and scale exactly as the scalar reference, or false (and
+// nothing written) when the block holds a NaN or an infinity.
 LOWBIT_AVX2 bool QuantizeBlock(const float* xb, int16_t* codes, float* scale) {
   const __m256 sign = _mm256_set1_ps(-0.0f), infinity = _mm256_set1_ps(INFINITY);
   __m256 v[4], amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
@@ -287,6 +289,7 @@ LOWBIT_AVX2 bool QuantizeBlock(const float* xb, int16_t* codes, float* scale) {
   return true;
 }
 
+// place_block_avx2: one block's 32 codes into the chunk's decoder order (int16_chunk_position); their sum.
 LOWBIT_AVX2 int32_t PlaceBlock(Codes layout, const int16_t* codes, int16_t* q, int64_t half) {
   const auto* src = reinterpret_cast<const __m128i*>(codes);
   __m128i a[4];
