@@ -7,6 +7,7 @@
 //                                        has it) vs fp32 kernels::linear on an fp32 weight, same shapes
 //   CalibGram/<bf16|f32>/cols/rows    -- Hessian X^T X blocks: Bf16Gram (AMX) vs gram_f32_lower
 //   Elementwise/...                   -- rmsnorm, silu_mul, softmax fast vs _ref
+//   Machine/EmptyParallelFor          -- one pool hand-off with no work: a decode step issues ~60
 // Weights are "cold": each iteration uses the next of enough copies to total >= 1 GiB, so the weight
 // bytes come from DRAM as they do in a real decode step, not from the (large) last-level cache.
 //
@@ -17,6 +18,7 @@
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -125,6 +127,20 @@ void BM_MemRead(benchmark::State& state) {
   benchmark::DoNotOptimize(sink);
   state.counters["GB/s"] = benchmark::Counter(static_cast<double>(kColdBytes) * 1e-9,
                                               benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// The cost of one parallel region on all pool threads with no work in it (job published, chunks claimed,
+// completion seen), for n items in chunks of at least `grain`: {4, 1} as decode attention's KV-head tasks,
+// {768, 84} as a 768-row int4 product's rows. A decode step pays it about 60 times.
+void BM_EmptyParallelFor(benchmark::State& state) {
+  set_global_threads(0);
+  const auto n = static_cast<size_t>(state.range(0)), grain = static_cast<size_t>(state.range(1));
+  std::atomic<size_t> covered{0};
+  for (auto _ : state) {
+    global_pool().parallel_for(
+        n, grain, [&](size_t b, size_t e) { covered.fetch_add(e - b, std::memory_order_relaxed); });
+  }
+  benchmark::DoNotOptimize(covered.load());
 }
 
 // memcpy of 512 MiB into another 512 MiB; GB/s counts bytes read + written.
@@ -268,6 +284,11 @@ void path_args(benchmark::internal::Benchmark* b) {
 // All threads (0 = the pool's default, every core), wall clock.
 BENCHMARK(BM_MemRead<0>)->Name("Machine/MemRead")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MemCopy<0>)->Name("Machine/MemCopy")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_EmptyParallelFor)
+    ->Name("Machine/EmptyParallelFor")
+    ->Args({4, 1})
+    ->Args({768, 84})
+    ->UseRealTime();
 BENCHMARK(BM_Sgemm<0>)
     ->Name("Machine/Sgemm")
     ->Apply(sgemm_args)
