@@ -94,7 +94,7 @@ int32_t place_block_avx2(Codes layout, const int16_t* codes, int16_t* q, int64_t
 // the block and lane tables, and its sum in its group's (groups hold whole blocks: int16_gemv_supports).
 // With avx2, a full block in decoder order is placed by place_block_avx2 (the same stores).
 void place_block(Int16Activations& out, const PackedMatrix& w, const ChunkPositions& position, int64_t i,
-                 int64_t b, const int16_t* codes, float scale, bool avx2 = false) {
+                 int64_t b, const int16_t* codes, float scale, bool avx2) {
   const int64_t K = w.cols, k0 = b * kInt16Block, n = std::min(kInt16Block, K - k0);
   const int64_t chunk = k0 / kInt16Chunk;
   int16_t* q = out.codes.data() + (i * out.chunks + chunk) * kInt16Chunk;
