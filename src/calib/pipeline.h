@@ -30,6 +30,7 @@
 #include "calib/decoder_layer.h"
 #include "calib/static_scales.h"
 #include "model/model.h"
+#include "quant/awq.h"
 #include "quant/gptq.h"
 #include "quant/model_quantizer.h"
 #include "quant/plan.h"
@@ -42,7 +43,7 @@ struct PipelineOptions {
 
   bool awq = false;
   int awq_grid = 20;
-  bool awq_duo_scaling = true;
+  AwqDuoScaling awq_duo_scaling = AwqDuoScaling::On;  // llm-compressor's duo_scaling: true, false or "both"
   bool awq_clip = true;  // clipping search (skipped when GPTQ follows: it sets its own ranges)
   // Calibration tokens the grid search runs the parent blocks on (0 = all): whole samples for the attention
   // block, an evenly strided subset of every sample's tokens for the (row-wise) MLP.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <regex>
 #include <string>
@@ -126,6 +127,62 @@ TEST(CliPipeline, MethodsOnBundledModel) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("gptx"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(tmp.path / "x"));
+}
+
+// AWQ's duo_scaling modes (llm-compressor's true / false / "both"): the grid each searches shows in the
+// chosen ratios of the pipeline log (true: i / 18 plus the identity; false: i / 19, never duo; both: i / 9
+// of either kind), and contradictory flags are refused.
+TEST(CliPipeline, AwqDuoScalingModes) {
+  ScratchDir tmp("duo");
+  const std::regex chosen(R"(ratio ([0-9.]+)( duo)?,)");
+  for (const std::string mode : {"true", "false", "both"}) {
+    const nlohmann::json j = quantize_json(
+        kStories + " --scheme W4A16_ASYM --group-size 4 --method awq --calib " + kStoriesText +
+        " --num-samples 8 --seq-len 64 --awq-duo-scaling " + mode + " -o " + (tmp.path / mode).string());
+    ASSERT_FALSE(j.is_null()) << mode;
+    const int steps = mode == "true" ? 18 : mode == "false" ? 19 : 9;
+    int seen = 0;
+    for (const nlohmann::json& layer : j["pipeline"]["layers"]) {
+      for (const nlohmann::json& line : layer["log"]) {
+        std::smatch m;
+        const std::string text = line.get<std::string>();
+        if (!std::regex_search(text, m, chosen)) continue;
+        ++seen;
+        const double ratio = std::stod(m[1]);
+        const bool duo = m[2].matched;
+        if (mode == "false") {
+          EXPECT_FALSE(duo) << text;
+        }
+        if (mode == "true" && !duo) {
+          EXPECT_EQ(ratio, 0.0) << text;  // only the identity is not duo
+        }
+        const double step = ratio * steps;
+        EXPECT_NEAR(step, std::round(step), 0.006 * steps) << mode << ": " << text;
+      }
+    }
+    EXPECT_EQ(seen, 15) << mode;  // 5 layers x 3 mappings (v -> o does not apply to this GQA model)
+  }
+  // A recipe's `duo_scaling: both` with n_grid 10: ratios i / 4 of either kind.
+  const fs::path recipe = tmp.path / "awq.yaml";
+  lowbit::write_file_atomic(recipe,
+                            "quant_stage:\n  quant_modifiers:\n    AWQModifier: {scheme: W4A16_ASYM, "
+                            "duo_scaling: both, n_grid: 10}\n");
+  const nlohmann::json j =
+      quantize_json(kStories + " --recipe " + recipe.string() + " --group-size 4 --calib " + kStoriesText +
+                    " --num-samples 8 --seq-len 64 -o " + (tmp.path / "recipe").string());
+  ASSERT_FALSE(j.is_null());
+  for (const nlohmann::json& line : j["pipeline"]["layers"][0]["log"]) {
+    std::smatch m;
+    const std::string text = line.get<std::string>();
+    ASSERT_TRUE(std::regex_search(text, m, chosen)) << text;
+    const double step = std::stod(m[1]) * 4;
+    EXPECT_NEAR(step, std::round(step), 0.03) << text;
+  }
+  const CliResult r =
+      run_cli("quantize " + kStories + " --scheme W4A16 --method awq --calib " + kStoriesText +
+              " --no-duo-scaling --awq-duo-scaling both -o " + (tmp.path / "x").string());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("contradicts"), std::string::npos) << r.out;
 }
 
 }  // namespace

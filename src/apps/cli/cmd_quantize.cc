@@ -41,6 +41,7 @@ struct QuantizeArgs {
   std::optional<int> awq_grid;
   std::optional<int64_t> awq_search_tokens;
   bool no_duo_scaling = false;
+  std::string duo_scaling;  // --awq-duo-scaling: true, false or both
   bool no_awq_clip = false;
   std::string calib_precision = "auto";  // auto | bf16 | fp32
   bool overwrite = false;
@@ -67,6 +68,28 @@ T method_arg(const nlohmann::json& args, const char* key, std::optional<T> flag,
   return fallback;
 }
 
+// AWQ's duo_scaling from --no-duo-scaling, --awq-duo-scaling or the recipe (true, false or "both", as
+// llm-compressor's AWQModifier takes it); default true.
+AwqDuoScaling duo_scaling_arg(const nlohmann::json& m, const QuantizeArgs& args) {
+  auto parse = [](const std::string& v, const char* where) {
+    if (v == "true") return AwqDuoScaling::On;
+    if (v == "false") return AwqDuoScaling::Off;
+    if (v == "both") return AwqDuoScaling::Both;
+    fail("{} {}: expected true, false or both", where, v);
+  };
+  if (args.no_duo_scaling) {
+    if (!args.duo_scaling.empty() && args.duo_scaling != "false")
+      fail("--no-duo-scaling contradicts --awq-duo-scaling {}", args.duo_scaling);
+    return AwqDuoScaling::Off;
+  }
+  if (!args.duo_scaling.empty()) return parse(args.duo_scaling, "--awq-duo-scaling");
+  if (!m.contains("duo_scaling") || m["duo_scaling"].is_null()) return AwqDuoScaling::On;
+  const nlohmann::json& v = m["duo_scaling"];
+  if (v.is_boolean()) return v.get<bool>() ? AwqDuoScaling::On : AwqDuoScaling::Off;
+  if (v.is_string()) return parse(v.get<std::string>(), "recipe argument duo_scaling:");
+  fail("recipe argument duo_scaling: unexpected value {}", v.dump());
+}
+
 // The pipeline's options from the method, the recipe's modifier arguments and the flags. GPTQ's activation
 // ordering goes into the scheme's weight args (as llm-compressor does), so the exported config records it
 // and the quantizer reads it from there.
@@ -84,7 +107,7 @@ PipelineOptions pipeline_options(const QuantizeArgs& args, QuantRecipe& recipe, 
     fail("--smoothing-strength must be in [0, 1], got {}", o.smoothing_strength);
   o.awq_grid = method_arg<int>(m, "n_grid", args.awq_grid, 20);
   if (o.awq_grid < 1) fail("--awq-grid must be at least 1");
-  o.awq_duo_scaling = args.no_duo_scaling ? false : method_arg<bool>(m, "duo_scaling", std::nullopt, true);
+  o.awq_duo_scaling = duo_scaling_arg(m, args);
   if (args.no_awq_clip) o.awq_clip = false;
   o.awq_search_tokens = args.awq_search_tokens.value_or(o.awq_search_tokens);
   o.gptq_options.block_size = method_arg<int64_t>(m, "block_size", args.block_size, 128);
@@ -351,7 +374,12 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
          "--awq-search-tokens", args->awq_search_tokens,
          "AWQ: calibration tokens the scale search runs the parent blocks on (default 4096, 0 = all)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_flag("--no-duo-scaling", args->no_duo_scaling, "AWQ: scales from activations only (x^r)");
+  cmd->add_flag("--no-duo-scaling", args->no_duo_scaling,
+                "AWQ: scales from activations only (x^r); the same as --awq-duo-scaling false");
+  cmd->add_option("--awq-duo-scaling", args->duo_scaling,
+                  "AWQ: true (s = x^r / w^(1-r), the default), false (x^r) or both (half the grid each, "
+                  "llm-compressor's \"both\")")
+      ->check(CLI::IsMember({"true", "false", "both"}));
   cmd->add_flag("--no-awq-clip", args->no_awq_clip, "AWQ: skip the weight clipping search");
   cmd->add_option(
          "--calib-precision", args->calib_precision,
