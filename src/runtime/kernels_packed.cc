@@ -16,6 +16,7 @@
 #include "runtime/kernels_packed_hwy.h"
 #include "runtime/kernels_packed_int16.h"
 #include "runtime/kernels_packed_vnni.h"
+#include "runtime/kernels_packed_w8a8_avx2.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -322,6 +323,35 @@ void finish_int8_activations(Int8Activations& x) {
   }
 }
 
+int32_t quantize_int8_row_ref(const float* x, int64_t K, float tensor_scale, float* scale, int16_t* codes,
+                              uint8_t* biased) {
+  float s = tensor_scale;
+  if (s <= 0.0f) {
+    float amax = 0.0f;
+    for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::abs(x[k]));
+    s = amax / 127.5f;
+    if (s == 0.0f) s = std::ldexp(1.0f, -23);
+  }
+  *scale = s;
+  int32_t sum = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    const float c = std::clamp(x[k] / s, -128.0f, 127.0f);
+    // Round half to even: adding and removing 1.5 * 2^23 leaves the integer part (|c| <= 128).
+    const auto code = static_cast<int16_t>((c + 12582912.0f) - 12582912.0f);
+    codes[k] = code;
+    biased[k] = static_cast<uint8_t>(code + 128);
+    sum += code;
+  }
+  return sum;
+}
+
+int32_t quantize_int8_row(const float* x, int64_t K, float tensor_scale, float* scale, int16_t* codes,
+                          uint8_t* biased) {
+  int32_t sum = 0;
+  if (have_avx2_fma() && avx2_quantize_int8_row(x, K, tensor_scale, scale, codes, biased, &sum)) return sum;
+  return quantize_int8_row_ref(x, K, tensor_scale, scale, codes, biased);
+}
+
 void int8_linear(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y,
                  bool allow_fast) {
   check_int8(x, w, y);
@@ -344,10 +374,29 @@ void int8_linear(const Int8Activations& x, const PackedMatrix& w, const float* b
     int16_activations_from_codes(x.codes.data(), x.scales.data(), x.rows, w, xq);
     return int16_product(xq, w, bias, y);
   }
+  if (allow_fast && avx2_int8_gemm_available()) {
+    global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
+      avx2_int8_rows(x, w, bias, y, static_cast<int64_t>(begin), static_cast<int64_t>(end));
+    });
+    return;
+  }
   simd::Int8GemmArgs args{&x, &w, bias, y};
   global_pool().parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t begin, size_t end) {
     simd::int8_gemm_rows(args, static_cast<int64_t>(begin), static_cast<int64_t>(end));
   });
+}
+
+void int8_rescale(const Int8Activations& x, const PackedMatrix& w, const float* bias, const int32_t* dots,
+                  int64_t stride, int64_t i0, int64_t rows, int64_t n, int64_t count, float* y) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const float sx = x.scales[static_cast<size_t>(i0 + i)];
+    float* out = y + (i0 + i) * w.rows + n;
+    for (int64_t r = 0; r < count; ++r) {
+      float v = static_cast<float>(dots[i * stride + r]) * sx * w.scales[n + r];
+      if (bias) v += bias[n + r];
+      out[r] = v;
+    }
+  }
 }
 
 void int8_linear_ref(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y) {
@@ -359,9 +408,8 @@ void int8_linear_ref(const Int8Activations& x, const PackedMatrix& w, const floa
       for (int64_t k = 0; k < x.cols; ++k)
         dot += (static_cast<int64_t>(packed_code(w, n, k)) - offset) *
                x.codes[static_cast<size_t>(i * x.cols + k)];
-      float v = static_cast<float>(dot) * x.scales[static_cast<size_t>(i)] * w.scales[n];
-      if (bias) v += bias[n];
-      y[i * w.rows + n] = v;
+      const auto d = static_cast<int32_t>(dot);  // |dot| <= 128 * 128 * K: K up to 131,072 columns
+      int8_rescale(x, w, bias, &d, 1, i, 1, n, 1, y);
     }
   }
 }

@@ -23,8 +23,9 @@
 //   packed_tiled_sgemm prefill: dequantizes a tile of rows into a small per-thread fp32 buffer, then the
 //                      tile times x with single-threaded OpenBLAS sgemm (same policy as kernels_linear.cc);
 //   int8_linear        W8A8: int8 activation codes (per token or per tensor) times int8 weight codes with
-//                      integer multiply-adds (int16 pairs into int32, Highway ReorderWidenMulAccumulate:
-//                      vpmaddwd on AVX2 / AVX-512), rescaled per token and output channel.
+//                      integer multiply-adds (AVX-512 VNNI; on AVX2 int16 pairs into int32 with vpmaddwd,
+//                      blocked for many x rows, kernels_packed_w8a8_avx2.h; else Highway
+//                      ReorderWidenMulAccumulate), rescaled per token and output channel.
 #pragma once
 
 #include <cstddef>
@@ -116,18 +117,35 @@ struct Int8Activations {
 };
 // Fills sums and biased from codes.
 void finish_int8_activations(Int8Activations& x);
+// W8A8's dynamic int8 codes of one row of K values, compressed-tensors' definition (quant/quantizer_ref.h):
+// scale = max|x| / 127.5 (2^-23 when that is 0), or tensor_scale when it is > 0; code =
+// round_half_even(clamp(x / scale, -128, 127)). Writes the scale, the codes and the biased bytes (code + 128)
+// and returns the sum of the codes. Vectorized on AVX2 CPUs, bit for bit the scalar _ref (rows holding a NaN
+// or an infinity go to the _ref).
+int32_t quantize_int8_row(const float* x, int64_t K, float tensor_scale, float* scale, int16_t* codes,
+                          uint8_t* biased);
+int32_t quantize_int8_row_ref(const float* x, int64_t K, float tensor_scale, float* scale, int16_t* codes,
+                              uint8_t* biased);
 
 // y[i][n] = scale_x[i] * scale_w[n] * sum_k qx[i][k] * q[n][k] (+ bias). W must be Int8 or UInt8 with one
 // scale per row (group_size == cols) and no zero terms besides UInt8's storage offset (symmetric).
 // On CPUs with AVX-512 VNNI, when w.row_code_sums and x.biased are present, the product runs on vpdpbusd
-// (u8 x s8, 4 products per 32-bit lane and instruction: sum (qx + 128) q - 128 sum q); else, for decode
-// sizes on AVX2, on the int16 kernels of packed_gemv (kernels_packed_int16.h: exact integer sums per
-// 64-column chunk); otherwise (or with allow_fast false) on the Highway int16 multiply-add kernel. VNNI and
-// Highway sum exactly in integers and equal int8_linear_ref bit for bit.
+// (u8 x s8, 4 products per 32-bit lane and instruction: sum (qx + 128) q - 128 sum q); else, on AVX2, for
+// decode sizes on the int16 kernels of packed_gemv (kernels_packed_int16.h: exact integer sums per 64-column
+// chunk) and from packed_gemm_min_rows() x rows on on the blocked vpmaddwd kernel
+// (kernels_packed_w8a8_avx2.h); otherwise (or with allow_fast false) on the Highway int16 multiply-add
+// kernel. VNNI, the blocked AVX2 kernel and Highway sum exactly in integers and equal int8_linear_ref bit for
+// bit.
 void int8_linear(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y,
                  bool allow_fast = true);
 // Whether this CPU runs the VNNI kernel.
 bool have_avx512_vnni();
 void int8_linear_ref(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y);
+// y[i][n + r] = dot[i][r] * scale_x[i] * scale_w[n + r] (+ bias) for x rows [i0, i0 + rows) and r < count,
+// from exact dots sum_k qx q over signed codes q (dots[(i - i0) * stride + r]). Every int8_linear kernel and
+// the reference rescale through this one function, compiled for the baseline so that no fused multiply-add
+// contracts it differently in one of them: that is what keeps them equal bit for bit.
+void int8_rescale(const Int8Activations& x, const PackedMatrix& w, const float* bias, const int32_t* dots,
+                  int64_t stride, int64_t i0, int64_t rows, int64_t n, int64_t count, float* y);
 
 }  // namespace lowbit::kernels

@@ -416,7 +416,7 @@ HWY_INLINE void IntDotBlock(const int16_t* HWY_RESTRICT qx, int64_t K, const Pac
 template <Codes C, int R>
 HWY_INLINE void IntRows(const simd::Int8GemmArgs& a, int64_t n) {
   const PackedMatrix& w = *a.w;
-  const int64_t K = w.cols, N = w.rows;
+  const int64_t K = w.cols;
   const Int8Activations& x = *a.x;
   int32_t out[kMaxXRows * R];
   for (int64_t i0 = 0; i0 < x.rows; i0 += kMaxXRows) {
@@ -436,16 +436,11 @@ HWY_INLINE void IntRows(const simd::Int8GemmArgs& a, int64_t n) {
         if constexpr (kMaxXRows >= 4) IntDotBlock<C, R, 4>(qx, K, w, n, out);
         break;
     }
-    for (int i = 0; i < rows; ++i) {
-      const int64_t row = i0 + i;
-      const int32_t offset = C == Codes::UInt8 ? 128 * x.sums[static_cast<size_t>(row)] : 0;
-      for (int r = 0; r < R; ++r) {
-        const float dot = static_cast<float>(out[i * R + r] - offset);
-        float v = dot * x.scales[static_cast<size_t>(row)] * w.scales[n + r];
-        if (a.bias) v += a.bias[n + r];
-        a.y[row * N + n + r] = v;
-      }
+    if constexpr (C == Codes::UInt8) {  // the storage offset: c = q + 128
+      for (int i = 0; i < rows; ++i)
+        for (int r = 0; r < R; ++r) out[i * R + r] -= 128 * x.sums[static_cast<size_t>(i0 + i)];
     }
+    int8_rescale(x, w, a.bias, out, R, i0, rows, n, R, a.y);
   }
 }
 

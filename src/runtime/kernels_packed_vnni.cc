@@ -68,19 +68,13 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void VnniRange(const Int8
                                                                       int64_t n_begin, int64_t n_end) {
   constexpr int kXRows = 4;
   constexpr int64_t kTileRows = 32;
-  const int64_t K = w.cols, N = w.rows;
+  const int64_t K = w.cols;
   const auto* codes = static_cast<const uint8_t*>(w.data);
   int32_t out[kXRows * 4];
   auto finish = [&](int64_t i0, int rows, int64_t n, int R) {
-    for (int i = 0; i < rows; ++i) {
-      const int64_t row = i0 + i;
-      for (int r = 0; r < R; ++r) {
-        const int32_t dot = out[i * R + r] - 128 * w.row_code_sums[n + r];
-        float v = static_cast<float>(dot) * x.scales[static_cast<size_t>(row)] * w.scales[n + r];
-        if (bias) v += bias[n + r];
-        y[row * N + n + r] = v;
-      }
-    }
+    for (int i = 0; i < rows; ++i)
+      for (int r = 0; r < R; ++r) out[i * R + r] -= 128 * w.row_code_sums[n + r];  // x was biased by 128
+    int8_rescale(x, w, bias, out, R, i0, rows, n, R, y);
   };
   for (int64_t t0 = n_begin; t0 < n_end; t0 += kTileRows) {
     const int64_t t1 = std::min(n_end, t0 + kTileRows);

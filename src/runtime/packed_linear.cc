@@ -117,32 +117,15 @@ namespace {
 // definition is quant/quantizer_ref.h's (compressed-tensors'): scale = max(|min(x, 0)|, max(x, 0)) / 127.5
 // (2^-23 when 0), code = round_half_even(clamp(x / scale, -128, 127)); the same codes quantize_int gives,
 // fused with the int16 copy, the biased bytes and the code sums (quantize_int + finish_int8_activations
-// took a fifth of a W8A8 prefill). `tensor_scale` > 0: one scale for all rows.
+// took a fifth of a W8A8 prefill; the scalar row loop still took a tenth on Zen 3, so kernels::
+// quantize_int8_row vectorizes it). `tensor_scale` > 0: one scale for all rows.
 void quantize_rows_int8(const float* x, int64_t rows, int64_t K, float tensor_scale,
                         kernels::Int8Activations& a) {
   global_pool().parallel_for(static_cast<size_t>(rows), 8, [&](size_t begin, size_t end) {
     for (auto i = static_cast<int64_t>(begin); i < static_cast<int64_t>(end); ++i) {
-      const float* xi = x + i * K;
-      float scale = tensor_scale;
-      if (scale <= 0.0f) {
-        float amax = 0.0f;
-        for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::abs(xi[k]));
-        scale = amax / 127.5f;
-        if (scale == 0.0f) scale = std::ldexp(1.0f, -23);
-      }
-      a.scales[static_cast<size_t>(i)] = scale;
-      int16_t* q = a.codes.data() + i * K;
-      uint8_t* biased = a.biased.data() + i * K;
-      int32_t sum = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        const float c = std::clamp(xi[k] / scale, -128.0f, 127.0f);
-        // Round half to even: adding and removing 1.5 * 2^23 leaves the integer part (|c| <= 128).
-        const auto code = static_cast<int16_t>((c + 12582912.0f) - 12582912.0f);
-        q[k] = code;
-        biased[k] = static_cast<uint8_t>(code + 128);
-        sum += code;
-      }
-      a.sums[static_cast<size_t>(i)] = sum;
+      a.sums[static_cast<size_t>(i)] =
+          kernels::quantize_int8_row(x + i * K, K, tensor_scale, &a.scales[static_cast<size_t>(i)],
+                                     a.codes.data() + i * K, a.biased.data() + i * K);
     }
   });
 }

@@ -422,43 +422,58 @@ TEST(PackedKernels, W8A8IntegerProductMatchesFakeQuantization) {
   }
 }
 
-// The integer kernels (Highway int16 multiply-add, and AVX-512 VNNI where the CPU has it) against the scalar
-// integer reference: exact sums, the same float rescale, so equal results.
+// The integer kernels (Highway int16 multiply-add; AVX-512 VNNI, or on AVX2 the int16 gemv for few x rows and
+// the blocked vpmaddwd kernel for many, where the CPU has them) against the scalar integer reference: exact
+// sums, the same float rescale, so equal results. The shapes reach every blocking edge of the AVX2 kernel:
+// partial blocks of 8 x rows, more weight rows than a tile of 32, more columns than a pass of 512, and
+// columns beyond the last whole 16.
 TEST(PackedKernels, Int8KernelsEqualTheReference) {
+  struct Shape {
+    int64_t N, K, m;
+  };
   for (bool words : {true, false}) {
-    for (int64_t K : {70, 200, 256}) {
-      const StoredCase c = make_case(int_args(8, QuantStrategy::Channel, 0, true), 9, K, words, 5);
+    for (const Shape& s : {Shape{9, 70, 6}, Shape{9, 200, 6}, Shape{9, 256, 6}, Shape{9, 200, 50},
+                           Shape{70, 1100, 53}, Shape{33, 64, 64}}) {
+      const StoredCase c = make_case(int_args(8, QuantStrategy::Channel, 0, true), s.N, s.K, words, 5);
       QuantArgs in = int_args(8, QuantStrategy::Token, 0, true);
       in.dynamic = DynamicMode::Dynamic;
       PackedLinear lin(c.stored, std::nullopt, ActivationQuantizer(in, {}, {}));
       ASSERT_NE(lin.matrix().row_code_sums, nullptr);
       kernels::Int8Activations a;
-      a.rows = 6;
-      a.cols = K;
+      a.rows = s.m;
+      a.cols = s.K;
       std::mt19937 rng(3);
       std::uniform_int_distribution<int> code(-128, 127);
       for (int64_t i = 0; i < a.rows * a.cols; ++i) a.codes.push_back(static_cast<int16_t>(code(rng)));
       for (int64_t i = 0; i < a.rows; ++i) a.scales.push_back(0.01f * static_cast<float>(i + 1));
       kernels::finish_int8_activations(a);
-      std::vector<float> ref(static_cast<size_t>(a.rows * 9));
-      kernels::int8_linear_ref(a, lin.matrix(), nullptr, ref.data());
+      std::vector<float> bias(static_cast<size_t>(s.N));
+      for (int64_t n = 0; n < s.N; ++n)
+        bias[static_cast<size_t>(n)] = 0.37f * static_cast<float>(n % 7) - 1.1f;
+      const float* b = s.m > 6 ? bias.data() : nullptr;
+      std::vector<float> ref(static_cast<size_t>(a.rows * s.N));
+      kernels::int8_linear_ref(a, lin.matrix(), b, ref.data());
       for (bool fast : {false, true}) {
         for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
           hwy::SetSupportedTargetsForTest(target);
           std::vector<float> y(ref.size());
-          kernels::int8_linear(a, lin.matrix(), nullptr, y.data(), fast);
-          const std::string what = "K=" + std::to_string(K) + " words=" + std::to_string(words) +
+          kernels::int8_linear(a, lin.matrix(), b, y.data(), fast);
+          const std::string what = "N=" + std::to_string(s.N) + " K=" + std::to_string(s.K) +
+                                   " m=" + std::to_string(s.m) + " words=" + std::to_string(words) +
                                    " fast=" + std::to_string(fast) + " " + hwy::TargetName(target);
-          if (!fast || kernels::have_avx512_vnni() || !kernels::packed_gemv_uses_int16(lin.matrix())) {
+          const bool int16_gemv = fast && !kernels::have_avx512_vnni() &&
+                                  s.m < kernels::packed_gemm_min_rows(lin.matrix().codes) &&
+                                  kernels::packed_gemv_uses_int16(lin.matrix());
+          if (!int16_gemv) {
             EXPECT_EQ(y, ref) << what;
           } else {
             // The int16 kernels: exact sums per 64-column chunk, fp32 across at most 4 chunks and the
             // storage offset's correction (relative 2^-22 of the terms summed, bounded here by 1e-5).
             for (size_t t = 0; t < y.size(); ++t) {
               double terms = 0.0;
-              const int64_t i = static_cast<int64_t>(t) / 9, n = static_cast<int64_t>(t) % 9;
-              for (int64_t k = 0; k < K; ++k)
-                terms += std::abs(a.codes[static_cast<size_t>(i * K + k)] *
+              const int64_t i = static_cast<int64_t>(t) / s.N, n = static_cast<int64_t>(t) % s.N;
+              for (int64_t k = 0; k < s.K; ++k)
+                terms += std::abs(a.codes[static_cast<size_t>(i * s.K + k)] *
                                   (kernels::packed_code(lin.matrix(), n, k) + 128.0)) *
                          a.scales[static_cast<size_t>(i)] * lin.matrix().scales[n];
               EXPECT_NEAR(y[t], ref[t], 1e-5 * terms + 1e-30) << what << " y[" << t << "]";
@@ -471,6 +486,41 @@ TEST(PackedKernels, Int8KernelsEqualTheReference) {
   }
   if (!kernels::have_avx512_vnni() && !kernels::have_avx2_fma())
     GTEST_SKIP() << "neither AVX-512 VNNI nor AVX2 here: only the Highway kernel ran";
+}
+
+// W8A8's per-row int8 activation quantizer: the vector version gives the scalar definition's scale, codes,
+// biased bytes and code sum bit for bit. Rows: random values with an outlier, half-way values (a maximum of
+// 127.5 makes the scale exactly 1, so k + 0.5 lies between two codes and rounds to even), all zeros (the
+// 2^-23 scale), and a given per-tensor scale small enough that codes clamp at -128 and 127.
+TEST(PackedKernels, Int8RowQuantizerMatchesReference) {
+  if (!kernels::have_avx2_fma()) GTEST_SKIP() << "no AVX2 here: only the reference runs";
+  for (int64_t K : {5, 16, 37, 768, 1100}) {
+    std::vector<std::vector<float>> rows;
+    rows.push_back(random_values(K, static_cast<uint32_t>(K), 2.0f));
+    rows.back()[static_cast<size_t>(K / 2)] = -9.0f;
+    std::vector<float> ties(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; ++k)
+      ties[static_cast<size_t>(k)] = (k % 2 ? -1.0f : 1.0f) * (static_cast<float>(k % 127) + 0.5f);
+    ties[0] = 127.5f;
+    rows.push_back(ties);
+    rows.push_back(std::vector<float>(static_cast<size_t>(K), 0.0f));
+    for (float tensor_scale : {0.0f, 0.01f}) {
+      for (const std::vector<float>& x : rows) {
+        float s_ref = 0, s_vec = 0;
+        std::vector<int16_t> c_ref(static_cast<size_t>(K)), c_vec(static_cast<size_t>(K));
+        std::vector<uint8_t> b_ref(static_cast<size_t>(K)), b_vec(static_cast<size_t>(K));
+        const int32_t sum_ref =
+            kernels::quantize_int8_row_ref(x.data(), K, tensor_scale, &s_ref, c_ref.data(), b_ref.data());
+        const int32_t sum_vec =
+            kernels::quantize_int8_row(x.data(), K, tensor_scale, &s_vec, c_vec.data(), b_vec.data());
+        const std::string what = "K=" + std::to_string(K) + " tensor_scale=" + std::to_string(tensor_scale);
+        EXPECT_EQ(s_vec, s_ref) << what;
+        EXPECT_EQ(c_vec, c_ref) << what;
+        EXPECT_EQ(b_vec, b_ref) << what;
+        EXPECT_EQ(sum_vec, sum_ref) << what;
+      }
+    }
+  }
 }
 
 // The vector quantizer of the int16 activations gives the scalar reference's codes and scales bit for bit:
