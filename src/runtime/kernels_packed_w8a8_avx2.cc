@@ -231,15 +231,9 @@ __attribute__((target("avx2"))) bool avx2_quantize_int8_row(const float* x, int6
                      _mm256_castsi256_si128(_mm256_xor_si256(bytes, flip)));
     total = _mm256_add_epi32(total, _mm256_madd_epi16(q, ones));
   }
-  int32_t acc = LaneSum(total);
-  for (int64_t k = full; k < K; ++k) {
-    const float c = std::clamp(x[k] / s, -128.0f, 127.0f);
-    const auto code = static_cast<int16_t>((c + 12582912.0f) - 12582912.0f);
-    codes[k] = code;
-    biased[k] = static_cast<uint8_t>(code + 128);
-    acc += code;
-  }
-  *sum = acc;
+  // The last K % 16 columns by the scalar definition, with the row's scale (> 0: it skips the maximum).
+  float same = 0.0f;
+  *sum = LaneSum(total) + quantize_int8_row_ref(x + full, K - full, s, &same, codes + full, biased + full);
   return true;
 }
 
