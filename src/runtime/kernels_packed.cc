@@ -408,7 +408,7 @@ void int8_linear_ref(const Int8Activations& x, const PackedMatrix& w, const floa
       for (int64_t k = 0; k < x.cols; ++k)
         dot += (static_cast<int64_t>(packed_code(w, n, k)) - offset) *
                x.codes[static_cast<size_t>(i * x.cols + k)];
-      const auto d = static_cast<int32_t>(dot);  // |dot| <= 128 * 128 * K: K up to 131,072 columns
+      const auto d = static_cast<int32_t>(dot);  // |dot| <= 128 * 128 * K < 2^31 for K < 131,072
       int8_rescale(x, w, bias, &d, 1, i, 1, n, 1, y);
     }
   }

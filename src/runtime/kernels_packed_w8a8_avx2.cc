@@ -172,7 +172,7 @@ void Rows(const Int8Activations& x, const PackedMatrix& w, const float* bias, fl
           break;
 #undef LOWBIT_W8A8_ROWS
       }
-      if (kUnsigned) {  // the storage offset: c = q + 128
+      if constexpr (kUnsigned) {  // the storage offset: c = q + 128
         for (int i = 0; i < rows; ++i)
           for (int64_t r = 0; r < count; ++r)
             sums[i * kTileRows + r] -= 128 * x.sums[static_cast<size_t>(i0 + i)];
