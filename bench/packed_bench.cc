@@ -188,7 +188,7 @@ void path_shapes(benchmark::internal::Benchmark* b) {
 }
 
 void register_all() {
-  for (Format f : {Format::Int4G128, Format::Int8Channel}) {
+  for (Format f : {Format::Int4G128, Format::Int8Channel, Format::Fp8Channel, Format::Fp8ChannelBf16}) {
     for (Path p : {Path::Gemv, Path::Sgemm}) {
       const std::string name =
           std::string("1T/PackedPath/") + format_name(f) + (p == Path::Gemv ? "/gemv" : "/sgemm");

@@ -27,8 +27,12 @@ namespace {
 // of (at most 4, int4: 2) x rows, so its cost grows with m faster than the bf16 one's. Measured with
 // packed_bench 1T/PackedPath (2048x768, one thread, CPU time): int4 gemv 1070 us vs sgemm 1326 us at m = 16,
 // 2024 vs 1709 at m = 32; int8 1283 vs 1511 at m = 32, 2287 vs 1980 at m = 64.
+// fp8 (Zen 3, the same benchmark): the E4M3 table decoder (bf16 scales) 1073-1087 us vs sgemm 942-983 at
+// m = 8, 540-547 vs 815-847 at m = 4; the fp32 decoder (fp32 scales) 759 vs 903 at m = 8, 1527 vs 1172 at
+// m = 16. 8 suits the table decoder, the one fp8 checkpoints of bf16 models use.
 constexpr int64_t kInt4GemmMinRows = 24;
 constexpr int64_t kBytesGemmMinRows = 48;
+constexpr int64_t kFp8GemmMinRows = 8;
 
 // Parallel chunks of the gemv path stream at least this many code bytes (as kernels_linear.cc).
 constexpr size_t kGemvMinChunkBytes = size_t{32} << 10;
@@ -115,6 +119,7 @@ float packed_weight(const PackedMatrix& w, int64_t n, int64_t k) {
 }
 
 int64_t packed_gemm_min_rows(Codes codes) {
+  if (codes == Codes::E4M3 || codes == Codes::E5M2) return kFp8GemmMinRows;
   return codes == Codes::Int4 ? kInt4GemmMinRows : kBytesGemmMinRows;
 }
 
