@@ -425,7 +425,7 @@ TEST(PackedKernels, W8A8IntegerProductMatchesFakeQuantization) {
 // The integer kernels (Highway int16 multiply-add; AVX-512 VNNI, or on AVX2 the int16 gemv for few x rows and
 // the blocked vpmaddwd kernel for many, where the CPU has them) against the scalar integer reference: exact
 // sums, the same float rescale, so equal results. The shapes reach every blocking edge of the AVX2 kernel:
-// partial blocks of 8 x rows, more weight rows than a tile of 32, more columns than a pass of 512, and
+// partial blocks of 8 x rows, more weight rows than a tile of 32, more columns than a pass of 1024, and
 // columns beyond the last whole 16.
 TEST(PackedKernels, Int8KernelsEqualTheReference) {
   struct Shape {
