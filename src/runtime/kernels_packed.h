@@ -132,7 +132,7 @@ int32_t quantize_int8_row_ref(const float* x, int64_t K, float tensor_scale, flo
 // On CPUs with AVX-512 VNNI, when w.row_code_sums and x.biased are present, the product runs on vpdpbusd
 // (u8 x s8, 4 products per 32-bit lane and instruction: sum (qx + 128) q - 128 sum q); else, on AVX2, for
 // decode sizes on the int16 kernels of packed_gemv (kernels_packed_int16.h: exact integer sums per 64-column
-// chunk) and from packed_gemm_min_rows() x rows on on the blocked vpmaddwd kernel
+// chunk) and from packed_gemm_min_rows() x rows on, on the blocked vpmaddwd kernel
 // (kernels_packed_w8a8_avx2.h); otherwise (or with allow_fast false) on the Highway int16 multiply-add
 // kernel. VNNI, the blocked AVX2 kernel and Highway sum exactly in integers and equal int8_linear_ref bit for
 // bit.
