@@ -147,13 +147,12 @@ void LayerRunner::post_attention_norm(const DecoderLayerF32& layer, const float*
                    static_cast<float>(config_.rms_norm_eps), out);
 }
 
-void LayerRunner::attention_block(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* out,
+void LayerRunner::attention_heads(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* attn,
                                   const LayerObserver* observer) {
   const ModelConfig& c = config_;
   float* q = sized(q_, tokens * c.q_dim());
   float* k = sized(k_, tokens * c.kv_dim());
   float* v = sized(v_, tokens * c.kv_dim());
-  float* attn = sized(attn_, tokens * c.q_dim());
   if (observer && observer->on_input) observer->on_input(InputSite::Attention, h, tokens, c.hidden_size);
   linear_f32(layer.q, h, tokens, q);
   linear_f32(layer.k, h, tokens, k);
@@ -175,20 +174,31 @@ void LayerRunner::attention_block(const DecoderLayerF32& layer, const float* h, 
     runtime::causal_attention(q, 0, tokens, cache, 0, shape, attn);
   }
   if (observer && observer->on_input) observer->on_input(InputSite::O, attn, tokens, c.q_dim());
+}
+
+void LayerRunner::attention_block(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* out,
+                                  const LayerObserver* observer) {
+  float* attn = sized(attn_, tokens * config_.q_dim());
+  attention_heads(layer, h, tokens, attn, observer);
   linear_f32(layer.o, attn, tokens, out);
+}
+
+void LayerRunner::mlp_activation(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* act,
+                                 const LayerObserver* observer) {
+  const int64_t inter = config_.intermediate_size;
+  float* up = sized(up_, tokens * inter);
+  if (observer && observer->on_input) observer->on_input(InputSite::Mlp, h, tokens, config_.hidden_size);
+  linear_f32(layer.gate, h, tokens, act);
+  linear_f32(layer.up, h, tokens, up);
+  kernels::silu_mul(act, up, act, static_cast<size_t>(tokens * inter));
+  if (observer && observer->on_input) observer->on_input(InputSite::Down, act, tokens, inter);
 }
 
 void LayerRunner::mlp_block(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* out,
                             const LayerObserver* observer, bool run_down) {
-  const int64_t inter = config_.intermediate_size;
-  float* gate = sized(gate_, tokens * inter);
-  float* up = sized(up_, tokens * inter);
-  if (observer && observer->on_input) observer->on_input(InputSite::Mlp, h, tokens, config_.hidden_size);
-  linear_f32(layer.gate, h, tokens, gate);
-  linear_f32(layer.up, h, tokens, up);
-  kernels::silu_mul(gate, up, gate, static_cast<size_t>(tokens * inter));
-  if (observer && observer->on_input) observer->on_input(InputSite::Down, gate, tokens, inter);
-  if (run_down) linear_f32(layer.down, gate, tokens, out);
+  float* act = sized(gate_, tokens * config_.intermediate_size);
+  mlp_activation(layer, h, tokens, act, observer);
+  if (run_down) linear_f32(layer.down, act, tokens, out);
 }
 
 void LayerRunner::observe(const DecoderLayerF32& layer, const float* x, int64_t tokens,

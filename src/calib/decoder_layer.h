@@ -90,9 +90,17 @@ class LayerRunner {
   // Runs the layer only as far as the observer needs (every linear's input), skipping down_proj's
   // product and the residual adds of the output: the observation pass discards the output.
   void observe(const DecoderLayerF32& layer, const float* x, int64_t tokens, const LayerObserver& observer);
+  // q, k and v projections, RoPE and causal attention on already normalized input h: attn [tokens x q_dim],
+  // the input of o_proj.
+  void attention_heads(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* attn,
+                       const LayerObserver* observer = nullptr);
   // The attention block on already normalized input h: out = o_proj(attention(q, k, v)) [tokens x hidden].
   void attention_block(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* out,
                        const LayerObserver* observer = nullptr);
+  // gate and up projections and SwiGLU on already normalized input h: act = silu(gate(h)) * up(h)
+  // [tokens x intermediate], the input of down_proj.
+  void mlp_activation(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* act,
+                      const LayerObserver* observer = nullptr);
   // The MLP block on already normalized input h: out = down(silu(gate(h)) * up(h)).
   void mlp_block(const DecoderLayerF32& layer, const float* h, int64_t tokens, float* out,
                  const LayerObserver* observer = nullptr, bool run_down = true);

@@ -122,6 +122,111 @@ double mse(const std::vector<float>& a, const float* b, size_t n) {
   return e;
 }
 
+// Static input scales and KV-cache scales of one layer, observed on the inputs of its quantized modules:
+// the values the exported model's activation quantizers will see.
+class StaticScaleObservers {
+ public:
+  // Observes nothing when `cal` is null.
+  StaticScaleObservers(const DecoderLayerF32& layer, const QuantPlan& plan, const ModelConfig& c,
+                       Calibration* cal) {
+    if (cal == nullptr) return;
+    const ComputeDType dt = compute_dtype_for(layer.q.stored_dtype);
+    for (LinearSlot slot : kLinearSlots) {
+      const LinearF32& lin = layer.linear(slot);
+      const QuantScheme* s = plan.scheme_for(lin.name);
+      if (s && s->input_activations && !s->input_activations->is_dynamic())
+        inputs_[input_site(slot)].push_back(
+            {lin.name, s->input_activations->symmetric,
+             std::make_unique<ActivationObserver>(*s->input_activations, lin.cols, dt)});
+    }
+    if (plan.recipe.kv_cache_scheme) {
+      kv_symmetric_ = plan.recipe.kv_cache_scheme->symmetric;
+      keys_ = std::make_unique<ActivationObserver>(*plan.recipe.kv_cache_scheme, c.kv_dim(), dt);
+      values_ = std::make_unique<ActivationObserver>(*plan.recipe.kv_cache_scheme, c.kv_dim(), dt);
+    }
+    if (!inputs_.empty())
+      hooks_.on_input = [this](InputSite site, const float* x, int64_t rows, int64_t) {
+        auto it = inputs_.find(site);
+        if (it == inputs_.end()) return;
+        for (Observed& o : it->second) o.observer->observe(x, rows);
+      };
+    if (keys_)
+      hooks_.on_kv = [this](const float* k, const float* v, int64_t rows) {
+        keys_->observe(k, rows);
+        values_->observe(v, rows);
+      };
+  }
+  StaticScaleObservers(const StaticScaleObservers&) = delete;  // the hooks point at this object
+  StaticScaleObservers& operator=(const StaticScaleObservers&) = delete;
+
+  const LayerObserver& hooks() const { return hooks_; }
+
+  // Writes the observed scales of layer `index` into `cal`.
+  void finish(int64_t index, Calibration* cal) const {
+    if (cal == nullptr) return;
+    const auto qparams = [](const ActivationObserver& o, bool symmetric) {
+      StaticQParams q;
+      int8_t zp = 0;
+      o.qparams(&q.scale, symmetric ? nullptr : &zp);
+      q.zero_point = zp;
+      return q;
+    };
+    for (const auto& [site, list] : inputs_)
+      for (const Observed& o : list) cal->inputs[o.name] = qparams(*o.observer, o.symmetric);
+    if (keys_) {
+      const std::string attn = fmt::format("model.layers.{}.self_attn", index);
+      cal->keys[attn] = qparams(*keys_, kv_symmetric_);
+      cal->values[attn] = qparams(*values_, kv_symmetric_);
+    }
+  }
+
+ private:
+  struct Observed {
+    std::string name;
+    bool symmetric = true;
+    std::unique_ptr<ActivationObserver> observer;
+  };
+  std::map<InputSite, std::vector<Observed>> inputs_;
+  std::unique_ptr<ActivationObserver> keys_, values_;
+  bool kv_symmetric_ = true;
+  LayerObserver hooks_;
+};
+
+// Per-sample activations kept from one stage of a true-sequential layer pass to the next (attention
+// outputs, SwiGLU outputs). In bf16 when the calibration products round their inputs to bf16 anyway, which
+// makes it exact at half the memory; else fp32.
+class StageBuffer {
+ public:
+  StageBuffer(size_t samples, bool bf16) : bf16_(bf16), f32_(bf16 ? 0 : samples), b16_(bf16 ? samples : 0) {}
+
+  void put(size_t i, const float* x, size_t n) {
+    if (!bf16_) {
+      f32_[i].assign(x, x + n);
+      return;
+    }
+    b16_[i].resize(n);
+    for (size_t j = 0; j < n; ++j) b16_[i][j] = f32_to_bf16(x[j]);
+  }
+  // Sample i as fp32 (converted into `scratch` when stored as bf16); valid until release(i).
+  const float* get(size_t i, std::vector<float>& scratch) const {
+    if (!bf16_) return f32_[i].data();
+    scratch.resize(b16_[i].size());
+    for (size_t j = 0; j < b16_[i].size(); ++j) scratch[j] = bf16_to_f32(b16_[i][j]);
+    return scratch.data();
+  }
+  void release(size_t i) {
+    if (bf16_)
+      std::vector<uint16_t>().swap(b16_[i]);
+    else
+      std::vector<float>().swap(f32_[i]);
+  }
+
+ private:
+  bool bf16_;
+  std::vector<std::vector<float>> f32_;
+  std::vector<std::vector<uint16_t>> b16_;
+};
+
 class LayerPipeline {
  public:
   LayerPipeline(const Model& model, const QuantPlan& plan, const PipelineOptions& options,
@@ -134,6 +239,10 @@ class LayerPipeline {
 
  private:
   const QuantScheme* quantized_scheme(const std::string& name) const { return plan_.scheme_for(name); }
+  // Sets up what each input site collects (ranges, |x| sums, Hessians, AWQ's cached inputs).
+  void prepare_sites(const std::vector<std::vector<float>>& hidden);
+  // Flushes a site's pending rows and takes its Hessian (when it collects one) into hessians_.
+  void finish_site(InputSite site);
   void observe(std::vector<std::vector<float>>& hidden);
   void smooth_input(InputSite site, std::vector<float>& norm, const char* norm_name);
   void smooth_linear(InputSite site, LinearF32& prev, LinearF32& next);
@@ -145,7 +254,12 @@ class LayerPipeline {
                                     const std::function<double(const DecoderLayerF32&)>& parent_loss,
                                     const std::string& label);
   void quantize(std::vector<ModuleQuantization>& out);
+  void quantize_slot(LinearSlot slot, std::vector<ModuleQuantization>& out);
   void propagate(int64_t index, std::vector<std::vector<float>>& hidden, Calibration* cal);
+  // One pass instead of observe + quantize + propagate (PipelineOptions::true_sequential).
+  void run_true_sequential(int64_t index, std::vector<std::vector<float>>& hidden, Calibration* cal,
+                           std::vector<ModuleQuantization>& out,
+                           const std::function<void(const std::string&)>& stage);
 
   const Model& model_;
   const QuantPlan& plan_;
@@ -159,7 +273,7 @@ class LayerPipeline {
   LayerReport log_;
 };
 
-void LayerPipeline::observe(std::vector<std::vector<float>>& hidden) {
+void LayerPipeline::prepare_sites(const std::vector<std::vector<float>>& hidden) {
   const int64_t hsize = model_.config().hidden_size;
   const bool awq = options_.awq, sq = options_.smoothquant;
   for (InputSite site : kSites) {
@@ -190,17 +304,25 @@ void LayerPipeline::observe(std::vector<std::vector<float>>& hidden) {
       }
     }
   }
+}
+
+void LayerPipeline::observe(std::vector<std::vector<float>>& hidden) {
+  const int64_t hsize = model_.config().hidden_size;
+  prepare_sites(hidden);
   LayerObserver obs;
   obs.on_input = [&](InputSite site, const float* x, int64_t rows, int64_t cols) {
     sites_[site_index(site)].observe(x, rows, cols);
   };
   for (const std::vector<float>& x : hidden)
     runner_.observe(layer_, x.data(), static_cast<int64_t>(x.size()) / hsize, obs);
-  for (SiteStats& st : sites_) st.flush();
   hessians_.assign(4, {});
-  for (InputSite site : kSites)
-    if (sites_[site_index(site)].hessian)
-      hessians_[site_index(site)] = sites_[site_index(site)].hessian->hessian();
+  for (InputSite site : kSites) finish_site(site);
+}
+
+void LayerPipeline::finish_site(InputSite site) {
+  SiteStats& st = sites_[site_index(site)];
+  st.flush();
+  if (st.hessian) hessians_[site_index(site)] = st.hessian->hessian();
 }
 
 // AWQ's grid search for one mapping: `parent_loss` evaluates a copy of the layer whose quantized balance
@@ -336,39 +458,43 @@ void LayerPipeline::smooth_linear(InputSite site, LinearF32& prev, LinearF32& ne
 }
 
 void LayerPipeline::quantize(std::vector<ModuleQuantization>& out) {
+  for (LinearSlot slot : kLinearSlots) quantize_slot(slot, out);
+}
+
+// Quantizes one module when the plan targets it: GPTQ with its input site's Hessian, else RTN (after AWQ's
+// clipping search). Its weights are replaced by the dequantized values, which later passes run on.
+void LayerPipeline::quantize_slot(LinearSlot slot, std::vector<ModuleQuantization>& out) {
   if (!options_.apply_quantization) return;
-  for (LinearSlot slot : kLinearSlots) {
-    LinearF32& lin = layer_.linear(slot);
-    const QuantScheme* scheme = quantized_scheme(lin.name);
-    if (scheme == nullptr) continue;
-    if (!scheme->weights) fail("module {}: its scheme quantizes no weights", lin.name);
-    const std::vector<double>& h = hessians_[site_index(input_site(slot))];
-    const bool float_weights = scheme->weights->type == QuantType::Float;
-    ModuleQuantization q;
-    if (options_.gptq) {
-      GptqStats stats;
-      GptqOptions gptq = options_.gptq_options;
-      gptq.actorder = scheme->weights->actorder;  // the scheme carries it (and the exported config shows it)
-      q = gptq_quantize(lin.name, lin.weight.data(), lin.rows, lin.cols, lin.stored_dtype, *scheme, h.data(),
-                        gptq, &stats);
-      log_.lines.push_back(fmt::format("gptq {}: loss {:.4g}{}", lin.name, stats.loss,
-                                       stats.fell_back_to_rtn ? " (fell back to RTN)" : ""));
-      if (!stats.warning.empty()) report_.warnings.push_back(lin.name + ": " + stats.warning);
-    } else {
-      // AWQ's clipping search, except for q/k whose outputs meet in the attention scores (AutoAWQ skips
-      // them too: the local error misses the effect on the softmax).
-      if (options_.awq && options_.awq_clip && !h.empty() && slot != LinearSlot::Q && slot != LinearSlot::K &&
-          !float_weights) {
-        awq_clip_search(lin.weight.data(), lin.rows, lin.cols, *scheme->weights,
-                        compute_dtype_for(lin.stored_dtype), h.data(), 20, 0.5f);
-      }
-      q = quantize_weight_rtn(lin.name, lin.weight.data(), lin.rows, lin.cols, lin.stored_dtype, *scheme);
+  LinearF32& lin = layer_.linear(slot);
+  const QuantScheme* scheme = quantized_scheme(lin.name);
+  if (scheme == nullptr) return;
+  if (!scheme->weights) fail("module {}: its scheme quantizes no weights", lin.name);
+  const std::vector<double>& h = hessians_[site_index(input_site(slot))];
+  const bool float_weights = scheme->weights->type == QuantType::Float;
+  ModuleQuantization q;
+  if (options_.gptq) {
+    GptqStats stats;
+    GptqOptions gptq = options_.gptq_options;
+    gptq.actorder = scheme->weights->actorder;  // the scheme carries it (and the exported config shows it)
+    q = gptq_quantize(lin.name, lin.weight.data(), lin.rows, lin.cols, lin.stored_dtype, *scheme, h.data(),
+                      gptq, &stats);
+    log_.lines.push_back(fmt::format("gptq {}: loss {:.4g}{}", lin.name, stats.loss,
+                                     stats.fell_back_to_rtn ? " (fell back to RTN)" : ""));
+    if (!stats.warning.empty()) report_.warnings.push_back(lin.name + ": " + stats.warning);
+  } else {
+    // AWQ's clipping search, except for q/k whose outputs meet in the attention scores (AutoAWQ skips
+    // them too: the local error misses the effect on the softmax).
+    if (options_.awq && options_.awq_clip && !h.empty() && slot != LinearSlot::Q && slot != LinearSlot::K &&
+        !float_weights) {
+      awq_clip_search(lin.weight.data(), lin.rows, lin.cols, *scheme->weights,
+                      compute_dtype_for(lin.stored_dtype), h.data(), 20, 0.5f);
     }
-    lin.weight = q.dequantize();  // the next layer's inputs come from the quantized layer
-    repack(lin);
-    changed_.erase(lin.name + ".weight");
-    out.push_back(std::move(q));
+    q = quantize_weight_rtn(lin.name, lin.weight.data(), lin.rows, lin.cols, lin.stored_dtype, *scheme);
   }
+  lin.weight = q.dequantize();  // the next layer's inputs come from the quantized layer
+  repack(lin);
+  changed_.erase(lin.name + ".weight");
+  out.push_back(std::move(q));
 }
 
 void LayerPipeline::run(int64_t index, std::vector<std::vector<float>>& hidden, const ModelSink& sink,
@@ -380,32 +506,36 @@ void LayerPipeline::run(int64_t index, std::vector<std::vector<float>>& hidden, 
   layer_ = load_decoder_layer(model_, index, options_.precision);
   report_.max_layer_bytes = std::max(report_.max_layer_bytes, layer_.bytes());
 
-  stage("observe");
-  auto t = Clock::now();
-  observe(hidden);
-  log_.observe_seconds = seconds_since(t);
-  t = Clock::now();
-  if (options_.smoothquant || options_.awq) {
-    stage("smooth");
-    smooth_input(InputSite::Attention, layer_.input_norm, "input_layernorm");
-    if (options_.awq) smooth_linear(InputSite::O, layer_.v, layer_.o);
-    smooth_input(InputSite::Mlp, layer_.post_attention_norm, "post_attention_layernorm");
-    if (options_.awq) smooth_linear(InputSite::Down, layer_.up, layer_.down);
-  }
-  for (SiteStats& st : sites_) st = SiteStats{};  // cached inputs and accumulators are no longer needed
-  log_.smooth_seconds = seconds_since(t);
-
-  stage("quantize");
-  t = Clock::now();
   std::vector<ModuleQuantization> quantized;
-  quantize(quantized);
-  hessians_.clear();
-  log_.quantize_seconds = seconds_since(t);
+  if (options_.true_sequential) {
+    run_true_sequential(index, hidden, cal, quantized, stage);
+  } else {
+    stage("observe");
+    auto t = Clock::now();
+    observe(hidden);
+    log_.observe_seconds = seconds_since(t);
+    t = Clock::now();
+    if (options_.smoothquant || options_.awq) {
+      stage("smooth");
+      smooth_input(InputSite::Attention, layer_.input_norm, "input_layernorm");
+      if (options_.awq) smooth_linear(InputSite::O, layer_.v, layer_.o);
+      smooth_input(InputSite::Mlp, layer_.post_attention_norm, "post_attention_layernorm");
+      if (options_.awq) smooth_linear(InputSite::Down, layer_.up, layer_.down);
+    }
+    for (SiteStats& st : sites_) st = SiteStats{};  // cached inputs and accumulators are no longer needed
+    log_.smooth_seconds = seconds_since(t);
 
-  stage("propagate");
-  t = Clock::now();
-  propagate(index, hidden, cal);
-  log_.propagate_seconds = seconds_since(t);
+    stage("quantize");
+    t = Clock::now();
+    quantize(quantized);
+    hessians_.clear();
+    log_.quantize_seconds = seconds_since(t);
+
+    stage("propagate");
+    t = Clock::now();
+    propagate(index, hidden, cal);
+    log_.propagate_seconds = seconds_since(t);
+  }
 
   // Deliver: quantized modules, then tensors whose values changed (smoothed norms, unquantized weights).
   for (ModuleQuantization& q : quantized) sink.module(q);
@@ -430,62 +560,125 @@ void LayerPipeline::run(int64_t index, std::vector<std::vector<float>>& hidden, 
   report_.layers.push_back(std::move(log_));
 }
 
+// True-sequential GPTQ (the GPTQ paper's reference code, AutoGPTQ's true_sequential): each group of
+// modules is quantized before the inputs of the next group are observed, so the Hessians of o_proj, gate/up
+// and down_proj see the errors of the modules before them in the layer. The layer's computation is
+// causal in that order, so this takes one pass over the samples instead of two (an observation pass with
+// the original weights, then the propagation pass): each stage runs the samples as far as the next group's
+// input, which is kept (StageBuffer) until that group is quantized and its product can run.
+//
+//   1. input_norm(x)                      -> Hessian of q, k, v (SmoothQuant: ranges, fold) -> quantize q, k,
+//   v
+//   2. attention(q, k, v)                 -> Hessian of o_proj, keep attention outputs      -> quantize o
+//   3. x += o(attn); post_norm(x)         -> Hessian of gate, up (SmoothQuant: fold)        -> quantize gate,
+//   up
+//   4. silu(gate) * up                    -> Hessian of down_proj, keep activations         -> quantize down
+//   5. x += down(act)                        (the next layer's input)
+//
+// Static input and KV-cache scales are observed in stages 2 and 4, on the inputs of the quantized modules.
+void LayerPipeline::run_true_sequential(int64_t index, std::vector<std::vector<float>>& hidden,
+                                        Calibration* cal, std::vector<ModuleQuantization>& out,
+                                        const std::function<void(const std::string&)>& stage) {
+  const ModelConfig& c = model_.config();
+  const int64_t hsize = c.hidden_size;
+  const size_t samples = hidden.size();
+  const auto tokens_of = [&](size_t i) { return static_cast<int64_t>(hidden[i].size()) / hsize; };
+  int64_t max_tokens = 0;
+  for (size_t i = 0; i < samples; ++i) max_tokens = std::max(max_tokens, tokens_of(i));
+  std::vector<float> h(static_cast<size_t>(max_tokens * hsize));
+  std::vector<float> tmp(static_cast<size_t>(max_tokens * hsize)), scratch;
+  const bool bf16 = options_.precision == CalibPrecision::BF16;
+  hessians_.assign(4, {});
+  prepare_sites(hidden);
+  const auto t0 = Clock::now();
+  double observe = 0, smooth = 0, quantize = 0;
+  const auto timed = [](double& acc, const auto& f) {
+    const auto t = Clock::now();
+    f();
+    acc += seconds_since(t);
+  };
+  const auto observe_site = [&](InputSite site, const float* x, int64_t rows) {
+    timed(observe, [&] { sites_[site_index(site)].observe(x, rows, sites_[site_index(site)].cols); });
+  };
+  // Takes the site's statistics, folds SmoothQuant's scales into the norm feeding it, quantizes its
+  // modules.
+  const auto quantize_site = [&](InputSite site, std::vector<float>* norm, const char* norm_name) {
+    timed(observe, [&] { finish_site(site); });
+    if (options_.smoothquant && norm != nullptr) timed(smooth, [&] { smooth_input(site, *norm, norm_name); });
+    sites_[site_index(site)] = SiteStats{};
+    stage("quantize");
+    timed(quantize, [&] {
+      for (LinearSlot slot : slots_at(site)) quantize_slot(slot, out);
+    });
+    hessians_[site_index(site)].clear();
+  };
+  // The residual add of a block: hidden[i] += lin(kept input of sample i), which is then freed.
+  const auto add_product = [&](size_t i, const LinearF32& lin, StageBuffer& kept) {
+    const int64_t n = tokens_of(i);
+    linear_f32(lin, kept.get(i, scratch), n, tmp.data());
+    kept.release(i);
+    kernels::add_inplace(hidden[i].data(), tmp.data(), static_cast<size_t>(n * hsize));
+  };
+  StaticScaleObservers statics(layer_, plan_, c, cal);
+
+  stage("q,k,v");
+  for (size_t i = 0; i < samples; ++i) {
+    runner_.input_norm(layer_, hidden[i].data(), tokens_of(i), h.data());
+    observe_site(InputSite::Attention, h.data(), tokens_of(i));
+  }
+  quantize_site(InputSite::Attention, &layer_.input_norm, "input_layernorm");
+
+  stage("o_proj");
+  StageBuffer attn(samples, bf16);
+  std::vector<float> heads(static_cast<size_t>(max_tokens * c.q_dim()));
+  for (size_t i = 0; i < samples; ++i) {
+    runner_.input_norm(layer_, hidden[i].data(), tokens_of(i), h.data());
+    runner_.attention_heads(layer_, h.data(), tokens_of(i), heads.data(), &statics.hooks());
+    observe_site(InputSite::O, heads.data(), tokens_of(i));
+    attn.put(i, heads.data(), static_cast<size_t>(tokens_of(i) * c.q_dim()));
+  }
+  std::vector<float>().swap(heads);
+  quantize_site(InputSite::O, nullptr, nullptr);
+
+  stage("gate,up");
+  for (size_t i = 0; i < samples; ++i) {
+    const int64_t n = tokens_of(i);
+    add_product(i, layer_.o, attn);
+    runner_.post_attention_norm(layer_, hidden[i].data(), n, h.data());
+    observe_site(InputSite::Mlp, h.data(), n);
+  }
+  quantize_site(InputSite::Mlp, &layer_.post_attention_norm, "post_attention_layernorm");
+
+  stage("down_proj");
+  StageBuffer act(samples, bf16);
+  std::vector<float> a(static_cast<size_t>(max_tokens * c.intermediate_size));
+  for (size_t i = 0; i < samples; ++i) {
+    const int64_t n = tokens_of(i);
+    runner_.post_attention_norm(layer_, hidden[i].data(), n, h.data());
+    runner_.mlp_activation(layer_, h.data(), n, a.data(), &statics.hooks());
+    observe_site(InputSite::Down, a.data(), n);
+    act.put(i, a.data(), static_cast<size_t>(n * c.intermediate_size));
+  }
+  std::vector<float>().swap(a);
+  quantize_site(InputSite::Down, nullptr, nullptr);
+
+  stage("propagate");
+  for (size_t i = 0; i < samples; ++i) add_product(i, layer_.down, act);
+  statics.finish(index, cal);
+  log_.observe_seconds = observe;
+  log_.smooth_seconds = smooth;
+  log_.quantize_seconds = quantize;
+  log_.propagate_seconds = seconds_since(t0) - observe - smooth - quantize;
+}
+
 // Runs the samples through the quantized layer (its output replaces `hidden`), observing static input and
 // KV-cache scales on the way when the plan has them.
 void LayerPipeline::propagate(int64_t index, std::vector<std::vector<float>>& hidden, Calibration* cal) {
-  const ModelConfig& c = model_.config();
-  const ComputeDType dt = compute_dtype_for(layer_.q.stored_dtype);
-  struct Observed {
-    std::string name;
-    bool symmetric = true;
-    std::unique_ptr<ActivationObserver> observer;
-  };
-  std::map<InputSite, std::vector<Observed>> inputs;
-  std::unique_ptr<ActivationObserver> keys, values;
-  if (cal != nullptr) {
-    for (LinearSlot slot : kLinearSlots) {
-      const LinearF32& lin = layer_.linear(slot);
-      const QuantScheme* s = quantized_scheme(lin.name);
-      if (s && s->input_activations && !s->input_activations->is_dynamic())
-        inputs[input_site(slot)].push_back(
-            {lin.name, s->input_activations->symmetric,
-             std::make_unique<ActivationObserver>(*s->input_activations, lin.cols, dt)});
-    }
-    if (plan_.recipe.kv_cache_scheme) {
-      keys = std::make_unique<ActivationObserver>(*plan_.recipe.kv_cache_scheme, c.kv_dim(), dt);
-      values = std::make_unique<ActivationObserver>(*plan_.recipe.kv_cache_scheme, c.kv_dim(), dt);
-    }
-  }
-  LayerObserver obs;
-  if (!inputs.empty())
-    obs.on_input = [&](InputSite site, const float* x, int64_t rows, int64_t) {
-      auto it = inputs.find(site);
-      if (it == inputs.end()) return;
-      for (Observed& o : it->second) o.observer->observe(x, rows);
-    };
-  if (keys)
-    obs.on_kv = [&](const float* k, const float* v, int64_t rows) {
-      keys->observe(k, rows);
-      values->observe(v, rows);
-    };
+  StaticScaleObservers statics(layer_, plan_, model_.config(), cal);
   for (std::vector<float>& x : hidden)
-    runner_.forward(layer_, x.data(), static_cast<int64_t>(x.size()) / c.hidden_size, x.data(), &obs);
-  if (cal == nullptr) return;
-  const auto qparams = [](const ActivationObserver& o, bool symmetric) {
-    StaticQParams q;
-    int8_t zp = 0;
-    o.qparams(&q.scale, symmetric ? nullptr : &zp);
-    q.zero_point = zp;
-    return q;
-  };
-  for (auto& [site, list] : inputs)
-    for (Observed& o : list) cal->inputs[o.name] = qparams(*o.observer, o.symmetric);
-  if (keys) {
-    const std::string attn = fmt::format("model.layers.{}.self_attn", index);
-    const bool symmetric = plan_.recipe.kv_cache_scheme->symmetric;
-    cal->keys[attn] = qparams(*keys, symmetric);
-    cal->values[attn] = qparams(*values, symmetric);
-  }
+    runner_.forward(layer_, x.data(), static_cast<int64_t>(x.size()) / model_.config().hidden_size, x.data(),
+                    &statics.hooks());
+  statics.finish(index, cal);
 }
 
 }  // namespace
@@ -528,6 +721,8 @@ PipelineReport run_sequential_pipeline(const Model& model, const QuantPlan& plan
   const auto start = Clock::now();
   const ModelConfig& c = model.config();
   if (data.samples.empty()) fail("the calibration pipeline needs at least one sample");
+  if (options.true_sequential && (!options.gptq || options.awq))
+    fail("true-sequential quantization applies to GPTQ (gptq, smoothquant+gptq), not to AWQ or RTN");
   PipelineReport report;
   report.samples = data.num_samples();
   report.tokens = data.tokens();

@@ -15,9 +15,13 @@
 //     pass 2: run the samples through the quantized layer: these are the next layer's inputs (errors of
 //             earlier layers propagate, as in GPTQ); static input / KV-cache scales are observed here
 //     hand the layer's results to the sink, free the layer
+//   (with true_sequential, GPTQ's observation, quantization and propagation are one pass, module group by
+//   module group: LayerPipeline::run_true_sequential)
 //   modules outside the decoder layers (lm_head when targeted) are quantized with RTN
 //
-// Peak memory is one fp32 layer + the hidden states + the Hessians of one layer, whatever the depth.
+// Peak memory is one fp32 layer + the hidden states + the Hessians of one layer, whatever the depth
+// (true_sequential adds one layer's SwiGLU activations of every sample: intermediate_size / hidden_size
+// times the hidden states in fp32, half of that with bf16 calibration precision).
 // Every forward pass and the Hessian products run on the global thread pool.
 #pragma once
 
@@ -51,6 +55,11 @@ struct PipelineOptions {
 
   bool gptq = false;
   GptqOptions gptq_options;  // actorder comes from each scheme's weight args
+  // GPTQ in one pass per layer, each module group quantized before the next group's inputs are observed
+  // (AutoGPTQ's true_sequential; the GPTQ paper's reference code). false: llm-compressor's order, every
+  // Hessian from the layer with its original weights, then a second pass through the quantized layer.
+  // Needs GPTQ without AWQ.
+  bool true_sequential = false;
 
   // The arithmetic of the calibration passes (calib/decoder_layer.h). The CLI's default follows the model's
   // dtype: BF16 for bf16 checkpoints, as llm-compressor calibrates a bf16 model in bf16.
@@ -90,7 +99,7 @@ struct PipelineReport {
 struct PipelineProgress {
   int64_t layer = 0;   // layers done
   int64_t layers = 0;  // total
-  std::string stage;   // "observe", "smooth", "quantize", "propagate"
+  std::string stage;   // "observe", "smooth", "quantize", "propagate" (true-sequential: per module group)
 };
 
 // Runs the pipeline and delivers every quantized module (and changed tensor) to `sink`. When

@@ -185,4 +185,37 @@ TEST(CliPipeline, AwqDuoScalingModes) {
   EXPECT_NE(r.out.find("contradicts"), std::string::npos) << r.out;
 }
 
+// --true-sequential (or a GPTQModifier's true_sequential: true) runs GPTQ in one pass per layer; the JSON
+// says so and the log has every module's GPTQ loss. AWQ refuses it.
+TEST(CliPipeline, TrueSequentialGptq) {
+  ScratchDir tmp("true_seq");
+  const std::string common = " --scheme W4A16 --group-size 4 --calib " + kStoriesText +
+                             " --num-samples 4 --seq-len 64 -o " + (tmp.path / "flag").string();
+  const nlohmann::json j = quantize_json(kStories + " --method gptq --true-sequential" + common);
+  ASSERT_FALSE(j.is_null());
+  EXPECT_TRUE(j["pipeline"]["true_sequential"].get<bool>());
+  int losses = 0;
+  for (const nlohmann::json& layer : j["pipeline"]["layers"]) {
+    for (const nlohmann::json& line : layer["log"]) losses += line.get<std::string>().rfind("gptq ", 0) == 0;
+    EXPECT_GT(layer["propagate_seconds"].get<double>(), 0.0);
+  }
+  EXPECT_EQ(losses, 35);  // 5 layers x 7 modules
+
+  const fs::path recipe = tmp.path / "gptq.yaml";
+  lowbit::write_file_atomic(recipe,
+                            "quant_stage:\n  quant_modifiers:\n    GPTQModifier: {scheme: W4A16, "
+                            "true_sequential: true}\n");
+  const nlohmann::json r =
+      quantize_json(kStories + " --recipe " + recipe.string() + " --group-size 4 --calib " + kStoriesText +
+                    " --num-samples 4 --seq-len 64 -o " + (tmp.path / "recipe").string());
+  ASSERT_FALSE(r.is_null());
+  EXPECT_TRUE(r["pipeline"]["true_sequential"].get<bool>());
+
+  const CliResult awq =
+      run_cli("quantize " + kStories + " --method awq --true-sequential --scheme W4A16 --calib " +
+              kStoriesText + " -o " + (tmp.path / "awq").string());
+  EXPECT_NE(awq.exit_code, 0);
+  EXPECT_NE(awq.out.find("--true-sequential applies to GPTQ"), std::string::npos) << awq.out;
+}
+
 }  // namespace

@@ -254,6 +254,154 @@ TEST(Pipeline, IgnoredModulesAndStaticScales) {
   EXPECT_NE(report.layers[0].lines.front().find("smoothquant"), std::string::npos);
 }
 
+// Every module the pipeline delivers, dequantized, by name; and the static scales it observed.
+struct PipelineOutputs {
+  std::map<std::string, std::vector<float>> weights;
+  Calibration cal;
+};
+
+PipelineOutputs run_pipeline(const Model& model, const QuantPlan& plan, const CalibDataset& data,
+                             PipelineOptions options) {
+  PipelineOutputs out;
+  ModelSink sink;
+  sink.module = [&](ModuleQuantization& q) { out.weights[q.name] = q.dequantize(); };
+  sink.tensor = [](const std::string&, DType, const std::vector<int64_t>&, const float*) {};
+  run_sequential_pipeline(model, plan, data, options, sink, &out.cal);
+  return out;
+}
+
+void expect_same_scales(const std::map<std::string, StaticQParams>& a,
+                        const std::map<std::string, StaticQParams>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (const auto& [name, q] : a) {
+    ASSERT_TRUE(b.count(name)) << what << " " << name;
+    EXPECT_EQ(q.scale, b.at(name).scale) << what << " " << name;
+    EXPECT_EQ(q.zero_point, b.at(name).zero_point) << what << " " << name;
+  }
+}
+
+// When only one kind of module is quantized, no module of a layer reads the output of a quantized module
+// of the same layer, so true-sequential GPTQ must give exactly what the two-pass pipeline gives: the same
+// Hessians, quantized weights, propagated hidden states (layer 1's results depend on them) and static
+// scales. This checks the staged pass computes the layer exactly as LayerRunner::forward does.
+TEST(Pipeline, TrueSequentialEqualsTwoPassWhenOneModuleKindIsQuantized) {
+  const testing::TempDir tmp("pipeline_true_seq_eq");
+  testing::TinySpec spec;
+  auto model = Model::open(testing::write_tiny_model(tmp.path() / "model", spec).dir);
+  const CalibDataset data = random_calib_data(spec.vocab, 4, 24, 3);
+  const std::vector<std::pair<std::string, std::string>> kinds = {
+      {"q,k,v", "re:.*(o_proj|gate_proj|up_proj|down_proj)"},
+      {"o", "re:.*(q_proj|k_proj|v_proj|gate_proj|up_proj|down_proj)"},
+      {"gate,up", "re:.*(q_proj|k_proj|v_proj|o_proj|down_proj)"},
+      {"down", "re:.*(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj)"}};
+  for (const std::string preset : {"W4A16", "FP8"}) {
+    for (const auto& [kind, ignore] : kinds) {
+      QuantRecipe r;
+      QuantScheme s = preset_scheme(preset, {"Linear"});
+      if (preset == "W4A16") override_group_size(s, 8, "test");
+      r.groups.emplace_back("group_0", s);
+      r.ignore = {ignore};
+      if (preset == "FP8") {  // static input scales, and a KV cache scale
+        r.kv_cache_scheme = QuantArgs{};
+        r.kv_cache_scheme->type = QuantType::Float;
+      }
+      const QuantPlan plan = resolve_plan(r, model_modules(*model));
+      for (const std::string method : {"gptq", "smoothquant+gptq"}) {
+        for (const CalibPrecision precision : {CalibPrecision::F32, CalibPrecision::BF16}) {
+          const std::string what =
+              preset + " " + kind + " " + method + (precision == CalibPrecision::BF16 ? " bf16" : " fp32");
+          PipelineOptions o = pipeline_options_for(method);
+          o.precision = precision;
+          const PipelineOutputs two = run_pipeline(*model, plan, data, o);
+          o.true_sequential = true;
+          const PipelineOutputs one = run_pipeline(*model, plan, data, o);
+          ASSERT_EQ(two.weights.size(), kind == "q,k,v"                 ? 6u
+                                        : kind == "o" || kind == "down" ? 2u
+                                                                        : 4u)
+              << what;
+          ASSERT_EQ(one.weights.size(), two.weights.size()) << what;
+          for (const auto& [name, w] : two.weights) {
+            ASSERT_TRUE(one.weights.count(name)) << what << " " << name;
+            EXPECT_EQ(one.weights.at(name), w) << what << " " << name;
+          }
+          expect_same_scales(one.cal.inputs, two.cal.inputs, what + " inputs");
+          expect_same_scales(one.cal.keys, two.cal.keys, what + " keys");
+          expect_same_scales(one.cal.values, two.cal.values, what + " values");
+          EXPECT_EQ(one.cal.inputs.size(), preset == "FP8" ? two.weights.size() : 0u) << what;
+        }
+      }
+    }
+  }
+}
+
+// True-sequential: the Hessian of each module group comes from the layer whose earlier groups are already
+// quantized. So quantizing layer 0's o_proj (then gate/up, then down_proj) with the two-pass pipeline, in a
+// copy of the model whose earlier modules of layer 0 hold the true-sequential run's quantized weights,
+// must reproduce that run's result exactly.
+TEST(Pipeline, TrueSequentialHessiansSeeTheQuantizedModulesBefore) {
+  const testing::TempDir tmp("pipeline_true_seq");
+  testing::TinySpec spec;
+  auto model = Model::open(testing::write_tiny_model(tmp.path() / "model", spec).dir);
+  const CalibDataset data = random_calib_data(spec.vocab, 4, 24, 4);
+  const QuantPlan plan = plan_for(*model, "W4A16", 8);
+  PipelineOptions o = pipeline_options_for("gptq");
+  o.true_sequential = true;
+  const PipelineOutputs one = run_pipeline(*model, plan, data, o);
+  o.true_sequential = false;
+  const PipelineOutputs two = run_pipeline(*model, plan, data, o);
+  const std::string l0 = "model.layers.0.";
+  for (const char* m : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"})
+    EXPECT_EQ(one.weights.at(l0 + m), two.weights.at(l0 + m)) << m << ": both see the layer's input";
+  EXPECT_NE(one.weights.at(l0 + "self_attn.o_proj"), two.weights.at(l0 + "self_attn.o_proj"));
+
+  const std::vector<std::vector<std::string>> groups = {
+      {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
+      {"self_attn.o_proj"},
+      {"mlp.gate_proj", "mlp.up_proj"},
+      {"mlp.down_proj"}};
+  std::map<std::string, std::vector<float>> before;  // layer 0's modules quantized so far
+  for (size_t g = 1; g < groups.size(); ++g) {
+    for (const std::string& m : groups[g - 1]) before[l0 + m + ".weight"] = one.weights.at(l0 + m);
+    const fs::path dir = tmp.path() / fmt::format("changed_{}", g);
+    write_changed_model(*model, before, dir);
+    auto changed = Model::open(dir);
+    std::vector<std::string> ignore = {"re:model\\.layers\\.1\\..*"};
+    for (size_t other = 0; other < groups.size(); ++other)
+      if (other != g)
+        for (const std::string& m : groups[other]) ignore.push_back(l0 + m);
+    const QuantPlan only = plan_for(*changed, "W4A16", 8, ignore);
+    const PipelineOutputs ref = run_pipeline(*changed, only, data, o);
+    ASSERT_EQ(ref.weights.size(), groups[g].size());
+    for (const std::string& m : groups[g]) EXPECT_EQ(ref.weights.at(l0 + m), one.weights.at(l0 + m)) << m;
+  }
+}
+
+TEST(Pipeline, TrueSequentialGptqBeatsRtnAndRefusesAwq) {
+  const EndToEndCase c("pipeline_true_seq_e2e");
+  const QuantPlan plan = plan_for(*c.model, "W4A16", 16);
+  const double rtn = logit_mse(c.ref, quantize_and_load(*c.model, plan, c.data, "rtn", c.tmp.path() / "rtn"));
+  for (const CalibPrecision precision : {CalibPrecision::F32, CalibPrecision::BF16}) {
+    PipelineOptions po = pipeline_options_for("gptq");
+    po.precision = precision;
+    po.true_sequential = true;
+    ExportOptions eo;
+    eo.source = [&](const ModelSink& sink) {
+      run_sequential_pipeline(*c.model, plan, c.data, po, sink, nullptr);
+    };
+    const fs::path out = c.tmp.path() / (precision == CalibPrecision::BF16 ? "ts_bf16" : "ts_f32");
+    export_model(*c.model, plan, out, eo);
+    const double ts = logit_mse(c.ref, logits_of(*formats::open_compressed_tensors(out).model, c.data));
+    const double gptq =
+        logit_mse(c.ref, quantize_and_load(*c.model, plan, c.data, "gptq", out.string() + "_2p", precision));
+    EXPECT_LT(ts, rtn);
+    EXPECT_LT(ts, 1.5 * gptq);
+  }
+  PipelineOptions awq = pipeline_options_for("awq");
+  awq.true_sequential = true;
+  ModelSink sink;
+  EXPECT_THROW(run_sequential_pipeline(*c.model, plan, c.data, awq, sink, nullptr), Error);
+}
+
 TEST(Pipeline, MethodNames) {
   EXPECT_TRUE(pipeline_options_for("gptq").gptq);
   const PipelineOptions sq = pipeline_options_for("smoothquant+gptq");

@@ -19,7 +19,8 @@ read -r -a TEXTS <<< "${TEXT_FILES:-$SHARED/data/eval/ref100m_heldout.txt $SHARE
 mkdir -p "$OUT"
 : > "$OUT/results.jsonl"
 
-# name | method | quantize flags. Calibration: the default 128 samples x 512 tokens, seed 42.
+# name | method | quantize flags. Calibration: the default 128 samples x 512 tokens, seed 42. A method label
+# may carry a suffix after a space ("gptq true-seq"): the word before it is what --method gets.
 CONFIGS=(
   "W4A16 g128|rtn|--scheme W4A16"
   "W4A16 g128|gptq|--scheme W4A16"
@@ -36,22 +37,27 @@ CONFIGS=(
   "W4A16 g32|gptq|--scheme W4A16 --group-size 32"
   "W4A16 g32|awq|--scheme W4A16 --group-size 32"
   "W4A16 g32|awq+gptq|--scheme W4A16 --group-size 32"
+  "W4A16 g128|gptq true-seq|--scheme W4A16 --true-sequential"
+  "W4A16_ASYM g128|gptq true-seq|--scheme W4A16_ASYM --true-sequential"
+  "W4A16 g32|gptq true-seq|--scheme W4A16 --group-size 32 --true-sequential"
+  "W8A8|smoothquant+gptq true-seq|--scheme W8A8 --true-sequential"
 )
 for entry in "${CONFIGS[@]}"; do
-  IFS='|' read -r name method flags <<< "$entry"
-  if [ -n "${CONFIG_FILTER:-}" ] && ! [[ "$name $method" =~ $CONFIG_FILTER ]]; then continue; fi
-  dir=$OUT/$(echo "${name}_${method}" | tr -c 'A-Za-z0-9_' '_')
+  IFS='|' read -r name label flags <<< "$entry"
+  if [ -n "${CONFIG_FILTER:-}" ] && ! [[ "$name $label" =~ $CONFIG_FILTER ]]; then continue; fi
+  method=${label%% *}
+  dir=$OUT/$(echo "${name}_${label}" | tr -c 'A-Za-z0-9_' '_')
   calib=()
   [ "$method" != rtn ] && calib=(--calib "$CALIB")
   # shellcheck disable=SC2086
   if ! "$LOWBIT" quantize "$MODEL" $flags --method "$method" "${calib[@]}" -o "$dir" --overwrite --json \
       > "$dir.quantize.json" 2> "$dir.quantize.log"; then
-    echo "{\"config\": \"$name\", \"method\": \"$method\", \"error\": $(python3 -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' "$dir.quantize.log")}" >> "$OUT/results.jsonl"
+    echo "{\"config\": \"$name\", \"method\": \"$label\", \"error\": $(python3 -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' "$dir.quantize.log")}" >> "$OUT/results.jsonl"
     continue
   fi
   for text in "${TEXTS[@]}"; do
     cmp=$("$LOWBIT" compare "$MODEL" "$dir" --data "$text" --ctx 512 --max-tokens "$MAX_TOKENS" --json 2>/dev/null)
-    python3 - "$name" "$method" "$text" "$dir.quantize.json" "$cmp" >> "$OUT/results.jsonl" <<'PY'
+    python3 - "$name" "$label" "$text" "$dir.quantize.json" "$cmp" >> "$OUT/results.jsonl" <<'PY'
 import json, os, sys
 name, method, text, qpath, cmp = sys.argv[1:6]
 q = json.load(open(qpath))
@@ -62,5 +68,5 @@ print(json.dumps({"config": name, "method": method, "text": os.path.basename(tex
                   "quantize": q}))
 PY
   done
-  echo "done: $name $method" >&2
+  echo "done: $name $label" >&2
 done

@@ -43,6 +43,7 @@ struct QuantizeArgs {
   bool no_duo_scaling = false;
   std::string duo_scaling;  // --awq-duo-scaling: true, false or both
   bool no_awq_clip = false;
+  bool true_sequential = false;
   std::string calib_precision = "auto";  // auto | bf16 | fp32
   bool overwrite = false;
   // Selective quantization (sensitivity/selection.h).
@@ -114,6 +115,10 @@ PipelineOptions pipeline_options(const QuantizeArgs& args, QuantRecipe& recipe, 
   o.gptq_options.dampening_frac = method_arg<double>(m, "dampening_frac", args.dampening_frac, 0.01);
   if (o.gptq_options.block_size < 1) fail("--block-size must be at least 1");
   if (o.gptq_options.dampening_frac < 0.0) fail("--dampening-frac must not be negative");
+  o.true_sequential = args.true_sequential || method_arg<bool>(m, "true_sequential", std::nullopt, false);
+  if (o.true_sequential && (!o.gptq || o.awq))
+    fail("--true-sequential applies to GPTQ (--method gptq or smoothquant+gptq), not to method {}",
+         recipe.method);
   if (o.gptq) {
     std::string order = args.actorder;
     if (order.empty() && m.contains("actorder"))
@@ -294,6 +299,7 @@ int run_quantize(const QuantizeArgs& args) {
                           {"propagate_seconds", l.propagate_seconds},
                           {"log", l.lines}});
       out["pipeline"] = {{"seconds", report->seconds},
+                         {"true_sequential", pipeline_opts.true_sequential},
                          {"hidden_state_bytes", report->hidden_state_bytes},
                          {"max_layer_bytes", report->max_layer_bytes},
                          {"warnings", report->warnings},
@@ -367,6 +373,10 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   cmd->add_option("--actorder", args->actorder,
                   "GPTQ activation ordering: static (default), group (exports weight_g_idx) or none")
       ->check(CLI::IsMember({"static", "weight", "group", "none"}));
+  cmd->add_flag("--true-sequential", args->true_sequential,
+                "GPTQ: quantize q/k/v, o, gate/up, down in turn, each group's Hessian from the already "
+                "quantized modules before it, in one pass per layer instead of two (AutoGPTQ's "
+                "true_sequential; default: llm-compressor's two passes)");
   cmd->add_option("--smoothing-strength", args->smoothing_strength,
                   "SmoothQuant's alpha: migration strength from activations to weights (default 0.5)");
   cmd->add_option("--awq-grid", args->awq_grid, "AWQ: ratios searched per mapping (default 20)");
