@@ -140,6 +140,58 @@ void dequantize_fp8_rows(const uint8_t* codes, const ScaleGrid& g, const std::ar
   }
 }
 
+// round_e4m3_clamped / round_e5m2_clamped (quantizer.h), inline for the fake quantization loop.
+inline float e4m3_value(float v) {
+  const uint32_t u = std::bit_cast<uint32_t>(v);
+  const uint32_t sign = u & 0x80000000u;
+  const uint32_t a = u & 0x7fffffffu;
+  const float af = std::bit_cast<float>(a);
+  const bool subnormal = af < 0.015625f;  // below 2^-6, e4m3's smallest normal; false for NaN
+  const float sub = (((subnormal ? af : 0.0f) * 512.0f + kRoundMagic) - kRoundMagic) * (1.0f / 512.0f);
+  const uint32_t normal = (a + 0x7ffffu + ((a >> 20) & 1u)) & 0xfff00000u;  // 3 mantissa bits, to even
+  uint32_t r = subnormal ? std::bit_cast<uint32_t>(sub) : normal;
+  r = a > 0x7f800000u ? 0x7ff00000u : r;  // e4m3_to_f32(0x7f)
+  return std::bit_cast<float>(r | sign);
+}
+
+inline float e5m2_value(float v) {
+  const uint32_t u = std::bit_cast<uint32_t>(v);
+  const uint32_t sign = u & 0x80000000u;
+  const uint32_t a = u & 0x7fffffffu;
+  const float af = std::bit_cast<float>(a);
+  const bool subnormal = af < 6.103515625e-05f;  // 2^-14
+  const float sub = (((subnormal ? af : 0.0f) * 65536.0f + kRoundMagic) - kRoundMagic) * (1.0f / 65536.0f);
+  const uint32_t normal = (a + 0xfffffu + ((a >> 21) & 1u)) & 0xffe00000u;  // 2 mantissa bits, to even
+  uint32_t r = subnormal ? std::bit_cast<uint32_t>(sub) : normal;
+  r = a > 0x7f800000u ? 0x7fe00000u : r;  // e5m2_to_f32 of the NaN code
+  return std::bit_cast<float>(r | sign);
+}
+
+// quantize_fp8_rows then dequantize_fp8_rows for one row, without the codes: e4m3_value gives the
+// decoded value directly, so the loop has no table lookup and vectorizes (FP8_DYNAMIC runs it on every
+// linear's input).
+template <bool kE4m3, bool kBf16>
+void fake_quantize_fp8_row(const float* x, const ScaleGrid& row, float qmax, const float* scales,
+                           float* out) {
+  for (int64_t c0 = 0; c0 < row.cols; c0 += row.group) {
+    const float s = scales[row.index(0, c0)];
+    const int64_t n = std::min(row.group, row.cols - c0);
+    // Through a local block: x and out may alias, and a loop that might write its own input is not
+    // vectorized.
+    constexpr int64_t kBlock = 64;
+    float block[kBlock];
+    for (int64_t b = 0; b < n; b += kBlock) {
+      const int64_t m = std::min(kBlock, n - b);
+      const float* xs = x + c0 + b;
+      for (int64_t c = 0; c < m; ++c) {
+        const float t = std::min(std::max(rnd<kBf16>(rnd<kBf16>(xs[c]) / s), -qmax), qmax);
+        block[c] = rnd<kBf16>((kE4m3 ? e4m3_value(t) : e5m2_value(t)) * s);
+      }
+      std::copy(block, block + m, out + c0 + b);
+    }
+  }
+}
+
 // Min/max per scale cell (bf16-rounded inputs in BF16 mode); NaN in a cell makes both NaN, as the reference.
 template <bool kBf16>
 void minmax_rows(const float* x, const ScaleGrid& g, float* lo, float* hi, int64_t r0, int64_t r1) {
@@ -258,6 +310,14 @@ uint8_t encode_e5m2_clamped(float v) {
   return static_cast<uint8_t>(code | sign);
 }
 
+float round_e4m3_clamped(float v) {
+  return e4m3_value(v);
+}
+
+float round_e5m2_clamped(float v) {
+  return e5m2_value(v);
+}
+
 void quantize_int_with_qparams(const float* w, int64_t rows, int64_t cols, const QuantArgs& args,
                                const float* scales, const int8_t* zero_points, int8_t* codes,
                                ComputeDType dt) {
@@ -346,8 +406,7 @@ void fake_quantize(const float* x, int64_t rows, int64_t cols, const QuantArgs& 
   const ScaleGrid g = make_scale_grid(args, rows, cols, "tensor");
   // Row by row through a small buffer, so that x and out may alias and memory stays flat.
   for_rows(rows, cols, [&](int64_t r0, int64_t r1) {
-    std::vector<int8_t> q(static_cast<size_t>(cols));
-    std::vector<uint8_t> q8(static_cast<size_t>(cols));
+    std::vector<int8_t> q(args.type == QuantType::Int ? static_cast<size_t>(cols) : 0);
     for (int64_t r = r0; r < r1; ++r) {
       // A one-row view of the grid: the row's scales start at index(r, 0).
       ScaleGrid row = g;
@@ -366,17 +425,15 @@ void fake_quantize(const float* x, int64_t rows, int64_t cols, const QuantArgs& 
         }
       } else {
         const float qmax = args.q_max();
-        const auto& table = fp8_table(args.float_format);
         const bool e4m3 = args.float_format == FloatFormat::E4M3;
+        const float* xr = x + r * cols;
+        float* o = out + r * cols;
         if (dt == ComputeDType::BF16) {
-          if (e4m3) quantize_fp8_rows<true, true>(x + r * cols, row, qmax, scales + first, q8.data(), 0, 1);
-          if (!e4m3) quantize_fp8_rows<false, true>(x + r * cols, row, qmax, scales + first, q8.data(), 0, 1);
-          dequantize_fp8_rows<true>(q8.data(), row, table, scales + first, out + r * cols, 0, 1);
+          if (e4m3) fake_quantize_fp8_row<true, true>(xr, row, qmax, scales + first, o);
+          if (!e4m3) fake_quantize_fp8_row<false, true>(xr, row, qmax, scales + first, o);
         } else {
-          if (e4m3) quantize_fp8_rows<true, false>(x + r * cols, row, qmax, scales + first, q8.data(), 0, 1);
-          if (!e4m3)
-            quantize_fp8_rows<false, false>(x + r * cols, row, qmax, scales + first, q8.data(), 0, 1);
-          dequantize_fp8_rows<false>(q8.data(), row, table, scales + first, out + r * cols, 0, 1);
+          if (e4m3) fake_quantize_fp8_row<true, false>(xr, row, qmax, scales + first, o);
+          if (!e4m3) fake_quantize_fp8_row<false, false>(xr, row, qmax, scales + first, o);
         }
       }
     }

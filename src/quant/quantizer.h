@@ -43,5 +43,9 @@ void fake_quantize_dynamic(const float* x, int64_t rows, int64_t cols, const Qua
 // io/dtype.h f32_to_e4m3 / f32_to_e5m2 on that domain, but written to vectorize.
 uint8_t encode_e4m3_clamped(float v);
 uint8_t encode_e5m2_clamped(float v);
+// The value of that code, e4m3_to_f32(encode_e4m3_clamped(v)) bit for bit (NaN included), computed without
+// the code: what fake quantization needs.
+float round_e4m3_clamped(float v);
+float round_e5m2_clamped(float v);
 
 }  // namespace lowbit

@@ -150,17 +150,19 @@ TEST(Quantizer, DynamicActivationsMatchReference) {
   }
 }
 
-// The vectorizable fp8 encoders against io's scalar converters: every bf16 bit pattern in range, values
-// around every rounding midpoint, and random floats.
+// The vectorizable fp8 encoders and roundings against io's scalar converters: every bf16 bit pattern in
+// range, values around every rounding midpoint, and random floats.
 TEST(Quantizer, Fp8EncodersMatchScalarConverters) {
   struct Format {
     uint8_t (*fast)(float);
     uint8_t (*scalar)(float);
     float (*decode)(uint8_t);
+    float (*round)(float);  // the decoded value without the code (fake quantization)
     float max;
   };
-  for (const Format& f : {Format{encode_e4m3_clamped, f32_to_e4m3, e4m3_to_f32, 448.0f},
-                          Format{encode_e5m2_clamped, f32_to_e5m2, e5m2_to_f32, 57344.0f}}) {
+  for (const Format& f :
+       {Format{encode_e4m3_clamped, f32_to_e4m3, e4m3_to_f32, round_e4m3_clamped, 448.0f},
+        Format{encode_e5m2_clamped, f32_to_e5m2, e5m2_to_f32, round_e5m2_clamped, 57344.0f}}) {
     std::vector<float> values = {0.0f, -0.0f, NAN, -NAN, f.max, -f.max, 1e-30f, -1e-30f};
     for (uint32_t b = 0; b < 0x10000; ++b) values.push_back(std::bit_cast<float>(b << 16));
     for (int code = 0; code < 256; ++code) {
@@ -179,6 +181,8 @@ TEST(Quantizer, Fp8EncodersMatchScalarConverters) {
     for (float v : values) {
       if (std::fabs(v) > f.max) continue;  // the encoders take clamped input
       ASSERT_EQ(f.fast(v), f.scalar(v))
+          << "value " << v << " bits " << std::hex << std::bit_cast<uint32_t>(v);
+      ASSERT_EQ(std::bit_cast<uint32_t>(f.round(v)), std::bit_cast<uint32_t>(f.decode(f.scalar(v))))
           << "value " << v << " bits " << std::hex << std::bit_cast<uint32_t>(v);
       ++checked;
     }
