@@ -92,6 +92,18 @@ void int16_product(const Int16Activations& xq, const PackedMatrix& w, const floa
 
 }  // namespace
 
+bool has_nonfinite_codes(const PackedMatrix& w) {
+  if (w.codes != Codes::E4M3 && w.codes != Codes::E5M2) return false;
+  // E4M3 ("fn"): 0x7F / 0xFF are NaN. E5M2: exponent field all ones (infinities and NaNs).
+  const uint8_t mask = w.codes == Codes::E4M3 ? 0x7F : 0x7C;
+  for (int64_t n = 0; n < w.rows; ++n) {
+    const auto* row = static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
+    for (int64_t k = 0; k < w.cols; ++k)
+      if ((row[k] & mask) == mask) return true;
+  }
+  return false;
+}
+
 float packed_code(const PackedMatrix& w, int64_t n, int64_t k) {
   const auto* row = static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
   switch (w.codes) {
@@ -188,6 +200,7 @@ void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* 
                  GemvPath path) {
   check_args(x, m, w, y);
   if (m == 0 || w.rows == 0) return;
+  if (w.nonfinite_codes) return packed_linear_ref(x, m, w, bias, y);
   if (path == GemvPath::Auto && w.cols > 0 && packed_gemv_uses_int16(w)) {
     Int16Activations& xq = int16_buffer();
     quantize_int16_activations(x, m, w, xq);
@@ -236,6 +249,7 @@ void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* 
 void packed_tiled_sgemm(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y) {
   check_args(x, m, w, y);
   if (m == 0 || w.rows == 0) return;
+  if (w.nonfinite_codes) return packed_linear_ref(x, m, w, bias, y);
   const int64_t N = w.rows, K = w.cols;
   if (K == 0) return packed_gemv(x, m, w, bias, y);
   if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);

@@ -55,11 +55,18 @@ struct PackedMatrix {
   // packed weights are the more precise fp32 products; with fp8 activations downstream (FP8_DYNAMIC), whose
   // coarse grid turns 2^-9 weight differences into code flips, that alone moved perplexity by 0.13 %.
   bool round_to_bf16 = false;
+  // E4M3 / E5M2: some code is NaN or infinite (has_nonfinite_codes). The SIMD decoders read fp8 codes
+  // without special values (E4M3's NaN as 480; E5M2's as large finite numbers where fp16 is widened in
+  // software), so such a matrix takes the scalar definition, packed_linear_ref, whose non-finite weights
+  // poison their rows as in torch. Set it wherever codes may hold them (PackedLinear does).
+  bool nonfinite_codes = false;
   int64_t groups() const { return (cols + group_size - 1) / group_size; }
   bool has_zero_terms() const { return zero_terms != nullptr || zero_offset != 0.0f; }
   float zero_term(int64_t cell) const { return zero_terms ? zero_terms[cell] : zero_offset * scales[cell]; }
 };
 
+// Whether any fp8 code of w is a NaN or an infinity (false for integer codes); for nonfinite_codes.
+bool has_nonfinite_codes(const PackedMatrix& w);
 // c(k) of row n as a float (the scalar definition the SIMD decoders are tested against).
 float packed_code(const PackedMatrix& w, int64_t n, int64_t k);
 // w[n][k] as defined above.

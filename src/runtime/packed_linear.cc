@@ -79,6 +79,7 @@ PackedLinear::PackedLinear(const formats::StoredWeight& stored, const std::optio
   w_.scales = scales_.data();
   w_.round_to_bf16 = stored.scales.dtype == DType::BF16 &&
                      (w_.codes == kernels::Codes::E4M3 || w_.codes == kernels::Codes::E5M2);
+  w_.nonfinite_codes = kernels::has_nonfinite_codes(w_);
   if (!zero_terms_.empty()) w_.zero_terms = zero_terms_.data();
   if (bias) bias_ = to_f32(*bias);
   const bool int8_weights = (w_.codes == kernels::Codes::Int8 || w_.codes == kernels::Codes::UInt8) &&

@@ -306,6 +306,70 @@ TEST(PackedKernels, Fp8DecoderCoversEveryFiniteCode) {
   }
 }
 
+// Non-finite fp8 codes are non-finite in the scalar definition, as in torch, so they poison their row's
+// outputs: E4M3's NaN codes (0x7F, 0xFF), E5M2's NaNs and infinities. has_nonfinite_codes finds them, and
+// with nonfinite_codes set every path (the gemv decoders of every target, dequantize + sgemm) gives the
+// scalar definition's result; the row beside them is unaffected. (The SIMD decoders read E4M3's 0x7F as 480,
+// and the dequantize + sgemm path served FP8 prefill with it.)
+TEST(PackedKernels, NonFiniteFp8CodesPoisonTheirRow) {
+  const int64_t K = 70, N = 2;
+  struct Case {
+    kernels::Codes codes;
+    uint8_t code;
+    float scale_fold;  // packed_linear.cc folds 2^8 into e4m3's scales
+  };
+  for (const Case c : {Case{kernels::Codes::E4M3, 0x7F, 256.0f}, Case{kernels::Codes::E4M3, 0xFF, 256.0f},
+                       Case{kernels::Codes::E5M2, 0x7E, 1.0f}, Case{kernels::Codes::E5M2, 0xFD, 1.0f},
+                       Case{kernels::Codes::E5M2, 0x7C, 1.0f}, Case{kernels::Codes::E5M2, 0xFC, 1.0f}}) {
+    for (const int64_t at : {int64_t{3}, int64_t{37}, int64_t{68}}) {
+      std::vector<uint8_t> codes(static_cast<size_t>(N * K));
+      for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint8_t>((i * 37) % 0x40);  // |v| < 2
+      codes[static_cast<size_t>(at)] = c.code;
+      std::vector<float> scales = {0.5f * c.scale_fold, 0.25f * c.scale_fold};
+      kernels::PackedMatrix pm;
+      pm.codes = c.codes;
+      pm.data = codes.data();
+      pm.rows = N;
+      pm.cols = K;
+      pm.row_bytes = K;
+      pm.group_size = K;
+      pm.scales = scales.data();
+      ASSERT_FALSE(std::isfinite(kernels::packed_weight(pm, 0, at)));
+      pm.nonfinite_codes = kernels::has_nonfinite_codes(pm);
+      ASSERT_TRUE(pm.nonfinite_codes);
+      const std::string what = std::string(c.codes == kernels::Codes::E4M3 ? "e4m3" : "e5m2") + " code " +
+                               std::to_string(c.code) + " at column " + std::to_string(at);
+      for (const int64_t m : {int64_t{1}, int64_t{2}, int64_t{9}}) {
+        const std::vector<float> x = random_values(m * K, static_cast<uint32_t>(m + at));
+        std::vector<float> ref(static_cast<size_t>(m * N)), y(ref.size());
+        kernels::packed_linear_ref(x.data(), m, pm, nullptr, ref.data());
+        const auto check = [&](const std::string& path) {
+          for (int64_t i = 0; i < m; ++i) {
+            const auto bad = static_cast<size_t>(i * N), good = bad + 1;
+            EXPECT_EQ(std::isnan(y[bad]), std::isnan(ref[bad])) << what << ", " << path << ", x row " << i;
+            EXPECT_FALSE(std::isfinite(y[bad])) << what << ", " << path << ", x row " << i;
+            EXPECT_NEAR(y[good], ref[good], 1e-4f) << what << ", " << path << ", x row " << i;
+          }
+        };
+        for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+          hwy::SetSupportedTargetsForTest(target);
+          kernels::packed_gemv(x.data(), m, pm, nullptr, y.data(), kernels::GemvPath::Float);
+          check(std::string("fp32 decoder ") + hwy::TargetName(target));
+          kernels::packed_gemv(x.data(), m, pm, nullptr, y.data());
+          check(std::string("gemv (auto) ") + hwy::TargetName(target));
+          kernels::packed_tiled_sgemm(x.data(), m, pm, nullptr, y.data());
+          check(std::string("dequantize + sgemm ") + hwy::TargetName(target));
+          kernels::packed_linear(x.data(), m, pm, nullptr, y.data());
+          check(std::string("packed_linear ") + hwy::TargetName(target));
+        }
+        hwy::SetSupportedTargetsForTest(0);
+      }
+      codes[static_cast<size_t>(at)] = 0x12;
+      EXPECT_FALSE(kernels::has_nonfinite_codes(pm)) << what;
+    }
+  }
+}
+
 // The E4M3 table decoder (bf16-rounded weights, kernels_packed_fp8.h) gives packed_weight bit for bit for
 // every finite code: each row holds all 254 of them, and a one-hot x reads one weight at a time. The
 // scales include ones whose products round (many mantissa bits), a negative one, and ones the tables cannot
