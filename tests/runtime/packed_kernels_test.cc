@@ -267,6 +267,21 @@ TEST(PackedKernels, Fp8E4M3AndE5M2) {
   }
 }
 
+// A rows x cols matrix of fp8 codes, one scale per row (scales must stay alive and padded as PackedMatrix
+// requires).
+kernels::PackedMatrix fp8_matrix(kernels::Codes codes, const std::vector<uint8_t>& data, int64_t rows,
+                                 int64_t cols, const std::vector<float>& scales) {
+  kernels::PackedMatrix pm;
+  pm.codes = codes;
+  pm.data = data.data();
+  pm.rows = rows;
+  pm.cols = cols;
+  pm.row_bytes = cols;
+  pm.group_size = cols;
+  pm.scales = scales.data();
+  return pm;
+}
+
 // Every fp8 bit pattern that is a finite number goes through the SIMD decoder: one row holds them all.
 TEST(PackedKernels, Fp8DecoderCoversEveryFiniteCode) {
   for (FloatFormat f : {FloatFormat::E4M3, FloatFormat::E5M2}) {
@@ -277,17 +292,10 @@ TEST(PackedKernels, Fp8DecoderCoversEveryFiniteCode) {
       if (std::isfinite(v)) codes.push_back(static_cast<uint8_t>(b));
     }
     const auto K = static_cast<int64_t>(codes.size());
-    const std::vector<float> scales(17, 0.5f);
-    kernels::PackedMatrix pm;
-    pm.codes = f == FloatFormat::E4M3 ? kernels::Codes::E4M3 : kernels::Codes::E5M2;
-    pm.data = codes.data();
-    pm.rows = 1;
-    pm.cols = K;
-    pm.row_bytes = K;
-    pm.group_size = K;
-    std::vector<float> sc(scales);
+    std::vector<float> sc(17, 0.5f);
     sc[0] = f == FloatFormat::E4M3 ? 0.5f * 256.0f : 0.5f;  // packed_linear.cc folds 2^8 into e4m3 scales
-    pm.scales = sc.data();
+    const kernels::PackedMatrix pm =
+        fp8_matrix(f == FloatFormat::E4M3 ? kernels::Codes::E4M3 : kernels::Codes::E5M2, codes, 1, K, sc);
     for (int64_t k = 0; k < K; ++k) {
       const uint8_t b = codes[static_cast<size_t>(k)];
       const float v = f == FloatFormat::E4M3 ? e4m3_to_f32(b) : e5m2_to_f32(b);
@@ -325,15 +333,10 @@ TEST(PackedKernels, NonFiniteFp8CodesPoisonTheirRow) {
       std::vector<uint8_t> codes(static_cast<size_t>(N * K));
       for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint8_t>((i * 37) % 0x40);  // |v| < 2
       codes[static_cast<size_t>(at)] = c.code;
-      std::vector<float> scales = {0.5f * c.scale_fold, 0.25f * c.scale_fold};
-      kernels::PackedMatrix pm;
-      pm.codes = c.codes;
-      pm.data = codes.data();
-      pm.rows = N;
-      pm.cols = K;
-      pm.row_bytes = K;
-      pm.group_size = K;
-      pm.scales = scales.data();
+      std::vector<float> scales(18, 0.0f);  // two rows, then the padding PackedMatrix asks for
+      scales[0] = 0.5f * c.scale_fold;
+      scales[1] = 0.25f * c.scale_fold;
+      kernels::PackedMatrix pm = fp8_matrix(c.codes, codes, N, K, scales);
       ASSERT_FALSE(std::isfinite(kernels::packed_weight(pm, 0, at)));
       pm.nonfinite_codes = kernels::has_nonfinite_codes(pm);
       ASSERT_TRUE(pm.nonfinite_codes);
@@ -397,14 +400,7 @@ TEST(PackedKernels, Fp8TableDecoderGivesEveryWeightExactly) {
   std::vector<float> sc(scales.size());
   for (size_t i = 0; i < sc.size(); ++i)
     sc[i] = 256.0f * bf16_to_f32(f32_to_bf16(scales[i]));  // + E4M3's 2^8
-  kernels::PackedMatrix pm;
-  pm.codes = kernels::Codes::E4M3;
-  pm.data = codes.data();
-  pm.rows = N;
-  pm.cols = K;
-  pm.row_bytes = K;
-  pm.group_size = K;
-  pm.scales = sc.data();
+  kernels::PackedMatrix pm = fp8_matrix(kernels::Codes::E4M3, codes, N, K, sc);
   pm.round_to_bf16 = true;
   if (!kernels::packed_gemv_uses_fp8_table(pm))
     GTEST_SKIP() << "the table decoder does not run here (it needs AVX2, and Highway's 8-lane target)";
