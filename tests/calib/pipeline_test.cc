@@ -1,6 +1,7 @@
 // The layer-sequential pipeline on tiny random models: smoothing (SmoothQuant, AWQ) folded into the model
 // leaves its function unchanged; GPTQ through the pipeline beats RTN on the calibration data and its
-// export loads back (g_idx included); modules the plan ignores stay untouched.
+// export loads back (g_idx included); modules the plan ignores stay untouched; true-sequential GPTQ's one
+// pass computes the layer as the two-pass pipeline does, with each group's Hessian after the groups before.
 #include <gtest/gtest.h>
 
 #include <cmath>
