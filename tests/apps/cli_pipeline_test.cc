@@ -77,6 +77,17 @@ nlohmann::json quantize_json(const std::string& args) {
   return nlohmann::json::parse(r.out);
 }
 
+// `lowbit quantize --json` of stories260K by a one-modifier llm-compressor recipe (`modifier` is its
+// flow-style line, e.g. "GPTQModifier: {scheme: W4A16}"), group size 4, `samples` x 64 calibration tokens.
+nlohmann::json quantize_stories_recipe(const fs::path& dir, const std::string& name,
+                                       const std::string& modifier, int samples) {
+  const fs::path recipe = dir / (name + ".yaml");
+  lowbit::write_file_atomic(recipe, "quant_stage:\n  quant_modifiers:\n    " + modifier + "\n");
+  return quantize_json(kStories + " --recipe " + recipe.string() + " --group-size 4 --calib " + kStoriesText +
+                       " --num-samples " + std::to_string(samples) + " --seq-len 64 -o " +
+                       (dir / name).string());
+}
+
 TEST(CliPipeline, PeakRssDoesNotGrowWithDepth) {
   if (!fs::exists(kRefModel / "config.json") || !fs::exists(kCalib)) GTEST_SKIP() << "no reference model";
   ScratchDir tmp("depth");
@@ -163,13 +174,8 @@ TEST(CliPipeline, AwqDuoScalingModes) {
     EXPECT_EQ(seen, 15) << mode;  // 5 layers x 3 mappings (v -> o does not apply to this GQA model)
   }
   // A recipe's `duo_scaling: both` with n_grid 10: ratios i / 4 of either kind.
-  const fs::path recipe = tmp.path / "awq.yaml";
-  lowbit::write_file_atomic(recipe,
-                            "quant_stage:\n  quant_modifiers:\n    AWQModifier: {scheme: W4A16_ASYM, "
-                            "duo_scaling: both, n_grid: 10}\n");
-  const nlohmann::json j =
-      quantize_json(kStories + " --recipe " + recipe.string() + " --group-size 4 --calib " + kStoriesText +
-                    " --num-samples 8 --seq-len 64 -o " + (tmp.path / "recipe").string());
+  const nlohmann::json j = quantize_stories_recipe(
+      tmp.path, "recipe", "AWQModifier: {scheme: W4A16_ASYM, duo_scaling: both, n_grid: 10}", 8);
   ASSERT_FALSE(j.is_null());
   for (const nlohmann::json& line : j["pipeline"]["layers"][0]["log"]) {
     std::smatch m;
@@ -201,13 +207,8 @@ TEST(CliPipeline, TrueSequentialGptq) {
   }
   EXPECT_EQ(losses, 35);  // 5 layers x 7 modules
 
-  const fs::path recipe = tmp.path / "gptq.yaml";
-  lowbit::write_file_atomic(recipe,
-                            "quant_stage:\n  quant_modifiers:\n    GPTQModifier: {scheme: W4A16, "
-                            "true_sequential: true}\n");
   const nlohmann::json r =
-      quantize_json(kStories + " --recipe " + recipe.string() + " --group-size 4 --calib " + kStoriesText +
-                    " --num-samples 4 --seq-len 64 -o " + (tmp.path / "recipe").string());
+      quantize_stories_recipe(tmp.path, "recipe", "GPTQModifier: {scheme: W4A16, true_sequential: true}", 4);
   ASSERT_FALSE(r.is_null());
   EXPECT_TRUE(r["pipeline"]["true_sequential"].get<bool>());
 
