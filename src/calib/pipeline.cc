@@ -160,6 +160,8 @@ class StaticScaleObservers {
   StaticScaleObservers& operator=(const StaticScaleObservers&) = delete;
 
   const LayerObserver& hooks() const { return hooks_; }
+  // Whether the plan has static input or KV cache scales for this layer to observe.
+  bool observes() const { return !inputs_.empty() || keys_ != nullptr; }
 
   // Writes the observed scales of layer `index` into `cal`.
   void finish(int64_t index, Calibration* cal) const {
@@ -675,6 +677,12 @@ void LayerPipeline::run_true_sequential(int64_t index, std::vector<std::vector<f
 // KV-cache scales on the way when the plan has them.
 void LayerPipeline::propagate(int64_t index, std::vector<std::vector<float>>& hidden, Calibration* cal) {
   StaticScaleObservers statics(layer_, plan_, model_.config(), cal);
+  // The last layer's outputs feed nothing (modules after the decoder layers are quantized with RTN), so its
+  // pass runs only when it has static scales to observe: one forward pass in 2 x layers saved.
+  if (index + 1 == model_.num_layers() && !statics.observes()) {
+    log_.lines.emplace_back("propagate: skipped (last layer, no static scales to observe)");
+    return;
+  }
   for (std::vector<float>& x : hidden)
     runner_.forward(layer_, x.data(), static_cast<int64_t>(x.size()) / model_.config().hidden_size, x.data(),
                     &statics.hooks());

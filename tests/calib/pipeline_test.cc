@@ -4,6 +4,7 @@
 // pass computes the layer as the two-pass pipeline does, with each group's Hessian after the groups before.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -253,6 +254,34 @@ TEST(Pipeline, IgnoredModulesAndStaticScales) {
   EXPECT_EQ(tensors.size(), 4u);
   EXPECT_EQ(report.layers.size(), 2u);
   EXPECT_NE(report.layers[0].lines.front().find("smoothquant"), std::string::npos);
+  EXPECT_GT(report.layers[1].propagate_seconds, 0.0);  // the last layer's static scales need its pass
+}
+
+bool propagation_skipped(const LayerReport& layer) {
+  return std::find(layer.lines.begin(), layer.lines.end(),
+                   "propagate: skipped (last layer, no static scales to observe)") != layer.lines.end();
+}
+
+// Without static scales to observe, the last layer's propagation pass (whose outputs nothing reads) is
+// skipped; every other layer's runs, since the next layer calibrates on its outputs.
+TEST(Pipeline, LastLayerIsNotPropagatedWithoutStaticScales) {
+  const testing::TempDir tmp("pipeline_last_layer");
+  testing::TinySpec spec;
+  auto model = Model::open(testing::write_tiny_model(tmp.path() / "model", spec).dir);
+  const CalibDataset data = random_calib_data(spec.vocab, 2, 16, 5);
+  for (const char* method : {"gptq", "awq", "smoothquant+gptq"}) {
+    const bool w8a8 = std::string(method) == "smoothquant+gptq";  // dynamic per-token activations
+    const QuantPlan plan = w8a8 ? plan_for(*model, "W8A8", 0) : plan_for(*model, "W4A16", 8);
+    ModelSink sink;
+    sink.module = [](ModuleQuantization&) {};
+    sink.tensor = [](const std::string&, DType, const std::vector<int64_t>&, const float*) {};
+    const PipelineReport report =
+        run_sequential_pipeline(*model, plan, data, pipeline_options_for(method), sink, nullptr);
+    ASSERT_EQ(report.layers.size(), 2u) << method;
+    EXPECT_FALSE(propagation_skipped(report.layers[0])) << method;
+    EXPECT_GT(report.layers[0].propagate_seconds, 0.0) << method;
+    EXPECT_TRUE(propagation_skipped(report.layers[1])) << method;
+  }
 }
 
 // Every module the pipeline delivers, dequantized, by name; and the static scales it observed.
