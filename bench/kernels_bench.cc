@@ -1,5 +1,6 @@
 // CPU kernel benchmarks and the machine limits they are judged against, measured in the same run:
-//   Machine/MemRead, Machine/MemCopy  -- memory bandwidth over 1 GiB (far beyond any cache)
+//   Machine/MemRead, Machine/MemCopy  -- memory bandwidth over 1 GiB (far beyond any cache); MemRead reads
+//                                        four streams per thread, MemReadOneStream one
 //   Machine/Sgemm                     -- OpenBLAS cblas_sgemm on fp32 with all pool threads
 //   Linear/<dtype>/N/K/m              -- kernels::linear; counters GB/s (weight bytes) and GFLOP/s
 //   LinearPath/<path>/N/K/m           -- the gemv and tiled-sgemm paths at small m, to place the crossover
@@ -108,8 +109,9 @@ void set_counters(benchmark::State& state, double weight_bytes, double flops) {
 
 // ---- machine limits -------------------------------------------------------------------------------
 
-// Sum of 1 GiB of floats (dot(a, a) reads each byte once), split over all pool threads.
-template <int kThreads>
+// Sum of 1 GiB of floats, split over all pool threads; each chunk read as four streams side by side
+// (sum_four_streams, as the decode products read their rows), or as one (dot(a, a) reads each byte once).
+template <int kThreads, bool kFourStreams = true>
 void BM_MemRead(benchmark::State& state) {
   set_global_threads(kThreads);
   const size_t n = kColdBytes / sizeof(float);
@@ -119,7 +121,8 @@ void BM_MemRead(benchmark::State& state) {
   std::mutex mutex;
   for (auto _ : state) {
     global_pool().parallel_for(n, n / 64, [&](size_t b, size_t e) {
-      const float part = dot(a.get() + b, a.get() + b, e - b);
+      const float part =
+          kFourStreams ? sum_four_streams(a.get() + b, e - b) : dot(a.get() + b, a.get() + b, e - b);
       std::lock_guard<std::mutex> lock(mutex);
       sink += part;
     });
@@ -283,6 +286,10 @@ void path_args(benchmark::internal::Benchmark* b) {
 
 // All threads (0 = the pool's default, every core), wall clock.
 BENCHMARK(BM_MemRead<0>)->Name("Machine/MemRead")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MemRead<0, false>)
+    ->Name("Machine/MemReadOneStream")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_MemCopy<0>)->Name("Machine/MemCopy")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_EmptyParallelFor)
     ->Name("Machine/EmptyParallelFor")
@@ -343,6 +350,7 @@ BENCHMARK(BM_CalibGram<false, 0>)
 
 // One thread, its CPU time (robust to other tenants).
 BENCHMARK(BM_MemRead<1>)->Name("1T/Machine/MemRead")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MemRead<1, false>)->Name("1T/Machine/MemReadOneStream")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MemCopy<1>)->Name("1T/Machine/MemCopy")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Sgemm<1>)->Name("1T/Machine/Sgemm")->Apply(sgemm_args)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Linear<DType::BF16, 1>)

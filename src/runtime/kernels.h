@@ -60,5 +60,9 @@ void weighted_row_sum_ref(const float* p, int64_t m, const void* rows, DType dty
 float dot(const float* a, const float* b, size_t n);
 void axpy(float a, const float* x, float* y, size_t n);  // y += a * x
 void add_inplace(float* y, const float* x, size_t n);    // y += x
+// Sum of a[0 .. n), its four quarters read side by side as four sequential streams (with software
+// prefetch), as the decode products read their weight rows: the read-bandwidth probe of `lowbit bench` and
+// kernels_bench. One stream per core draws less from DRAM on the Zen 3 VM (docs/PERFORMANCE.md, session 10).
+float sum_four_streams(const float* a, size_t n);
 
 }  // namespace lowbit::kernels

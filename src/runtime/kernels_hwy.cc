@@ -66,11 +66,13 @@ constexpr int kMaxXRows = 4;
 constexpr int kMaxXRows = 2;
 #endif
 constexpr int kWeightRows = 4;
+// How far ahead of its reads each stream is prefetched (bytes).
+constexpr int64_t kPrefetchBytes = 1024;
 
-// out[i * R + r] = dot(x row i, W row r) over K for R weight rows starting at w and M x rows.
+// out[i * R + r] = dot(x row i, W row r) over K for the R weight rows `w[r]` and M x rows.
 template <DType T, int R, int M>
-HWY_INLINE void DotBlock(const float* HWY_RESTRICT x, int64_t K,
-                         const typename Widen<T>::Elem* HWY_RESTRICT w, float* out) {
+HWY_INLINE void DotBlock(const float* HWY_RESTRICT x, int64_t K, const typename Widen<T>::Elem* const* w,
+                         float* out) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   VF acc[R][M];
@@ -79,11 +81,10 @@ HWY_INLINE void DotBlock(const float* HWY_RESTRICT x, int64_t K,
   int64_t k = 0;
   for (; k + lanes <= K; k += lanes) {
     VF wv[R];
-    // Hint the same columns of the next R rows: with short rows (K = 768 is 1.5 KiB of bf16) the hardware
-    // prefetcher keeps restarting, and this lifted decode from ~65 % to ~95 % of measured DRAM bandwidth.
-    // A prefetch never faults, so running past the last row is harmless.
-    for (int r = 0; r < R; ++r) hwy::Prefetch(w + (R + r) * K + k);
-    for (int r = 0; r < R; ++r) wv[r] = Widen<T>::Load(df, w + r * K + k);
+    // Each row is read as part of its own sequential stream (GemvTyped); a prefetch never faults, so running
+    // past the last row is harmless.
+    for (int r = 0; r < R; ++r) hwy::Prefetch(reinterpret_cast<const char*>(w[r] + k) + kPrefetchBytes);
+    for (int r = 0; r < R; ++r) wv[r] = Widen<T>::Load(df, w[r] + k);
     for (int i = 0; i < M; ++i) {
       const VF xv = hn::LoadU(df, x + i * K + k);
       for (int r = 0; r < R; ++r) acc[r][i] = hn::MulAdd(wv[r], xv, acc[r][i]);
@@ -92,48 +93,61 @@ HWY_INLINE void DotBlock(const float* HWY_RESTRICT x, int64_t K,
   for (int r = 0; r < R; ++r) {
     for (int i = 0; i < M; ++i) {
       float s = hn::GetLane(hn::SumOfLanes(df, acc[r][i]));
-      for (int64_t t = k; t < K; ++t) s += Widen<T>::One(w + r * K + t) * x[i * K + t];
+      for (int64_t t = k; t < K; ++t) s += Widen<T>::One(w[r] + t) * x[i * K + t];
       out[i * R + r] = s;
     }
   }
 }
 
-// R weight rows against all m x rows, kMaxXRows at a time; the weight rows stay in L1 between passes.
+// Weight rows n[0..R) against all m x rows, kMaxXRows at a time; the weight rows stay in L1 between passes.
 template <DType T, int R>
-HWY_INLINE void DotRows(const float* x, int64_t m, int64_t K, const typename Widen<T>::Elem* w, int64_t n,
-                        const float* bias, float* y, int64_t ldy) {
+HWY_INLINE void DotRows(const float* x, int64_t m, int64_t K, const typename Widen<T>::Elem* w,
+                        const int64_t* n, const float* bias, float* y, int64_t ldy) {
+  using Elem = typename Widen<T>::Elem;
+  const Elem* rows[R];
+  for (int r = 0; r < R; ++r) rows[r] = w + n[r] * K;
   float out[kMaxXRows * R];
   for (int64_t i0 = 0; i0 < m; i0 += kMaxXRows) {
-    const int rows = static_cast<int>(std::min<int64_t>(kMaxXRows, m - i0));
+    const int count = static_cast<int>(std::min<int64_t>(kMaxXRows, m - i0));
     const float* xi = x + i0 * K;
-    switch (rows) {
+    switch (count) {
       case 1:
-        DotBlock<T, R, 1>(xi, K, w, out);
+        DotBlock<T, R, 1>(xi, K, rows, out);
         break;
       case 2:
-        DotBlock<T, R, 2>(xi, K, w, out);
+        DotBlock<T, R, 2>(xi, K, rows, out);
         break;
       case 3:
-        if constexpr (kMaxXRows >= 3) DotBlock<T, R, 3>(xi, K, w, out);
+        if constexpr (kMaxXRows >= 3) DotBlock<T, R, 3>(xi, K, rows, out);
         break;
       default:
-        if constexpr (kMaxXRows >= 4) DotBlock<T, R, 4>(xi, K, w, out);
+        if constexpr (kMaxXRows >= 4) DotBlock<T, R, 4>(xi, K, rows, out);
         break;
     }
-    for (int i = 0; i < rows; ++i)
-      for (int r = 0; r < R; ++r) y[(i0 + i) * ldy + n + r] = out[i * R + r] + (bias ? bias[n + r] : 0.0f);
+    for (int i = 0; i < count; ++i)
+      for (int r = 0; r < R; ++r) y[(i0 + i) * ldy + n[r]] = out[i * R + r] + (bias ? bias[n[r]] : 0.0f);
   }
 }
 
+// Why the four rows of a step come from four quarters of the range: a decode step streams every weight
+// row once, and four rows read side by side give one core the memory parallelism of four streams. Taken
+// from four separate quarters, each stream is sequential over its quarter; four adjacent rows (the previous
+// order) are four streams interleaved within the same pages at K = 768 (1.5 KiB of bf16 per row), which the
+// hardware prefetcher followed poorly. kernels_bench Linear/BF16/*/1 on the Zen 3 VM: see
+// docs/PERFORMANCE.md. Which rows share a step does not change any row's summation order.
 template <DType T>
 void GemvTyped(const float* x, int64_t m, const void* data, int64_t K, const float* bias, float* y,
                int64_t ldy, int64_t n_begin, int64_t n_end) {
   using Elem = typename Widen<T>::Elem;
   const Elem* w = static_cast<const Elem*>(data);
-  int64_t n = n_begin;
-  for (; n + kWeightRows <= n_end; n += kWeightRows)
-    DotRows<T, kWeightRows>(x, m, K, w + n * K, n, bias, y, ldy);
-  for (; n < n_end; ++n) DotRows<T, 1>(x, m, K, w + n * K, n, bias, y, ldy);
+  const int64_t quarter = (n_end - n_begin) / kWeightRows;
+  for (int64_t j = 0; j < quarter; ++j) {
+    int64_t n[kWeightRows];
+    for (int r = 0; r < kWeightRows; ++r) n[r] = n_begin + r * quarter + j;
+    DotRows<T, kWeightRows>(x, m, K, w, n, bias, y, ldy);
+  }
+  for (int64_t row = n_begin + kWeightRows * quarter; row < n_end; ++row)
+    DotRows<T, 1>(x, m, K, w, &row, bias, y, ldy);
 }
 
 void GemvRows(const float* x, int64_t m, const DenseWeight& w, const float* bias, float* y, int64_t ldy,
@@ -470,6 +484,31 @@ float Dot(const float* a, const float* b, size_t n) {
   return s;
 }
 
+float SumFourStreams(const float* a, size_t n) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  // The streams start 1 KiB past a multiple of the quarter so that they do not all sit at the same offset
+  // within their pages (quarters of a power-of-two chunk otherwise would, and then read at half the rate).
+  constexpr size_t kPad = 256;
+  const size_t q = n > 3 * kPad ? (n - 3 * kPad) / 4 / lanes * lanes : 0, stride = q + kPad;
+  VF s0 = hn::Zero(df), s1 = s0, s2 = s0, s3 = s0;
+  for (size_t i = 0; i < q; i += lanes) {
+    for (size_t part = 0; part < 4; ++part)
+      hwy::Prefetch(a + part * stride + i + kPrefetchBytes / sizeof(float));
+    s0 = hn::Add(s0, hn::LoadU(df, a + i));
+    s1 = hn::Add(s1, hn::LoadU(df, a + stride + i));
+    s2 = hn::Add(s2, hn::LoadU(df, a + 2 * stride + i));
+    s3 = hn::Add(s3, hn::LoadU(df, a + 3 * stride + i));
+  }
+  float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+  // What the streams left: the pads between them and the tail.
+  for (size_t part = 0; part < 4; ++part) {
+    const size_t end = part < 3 ? std::min((part + 1) * stride, n) : n;
+    for (size_t i = part * stride + q; i < end; ++i) s += a[i];
+  }
+  return s;
+}
+
 void Axpy(float a, const float* x, float* y, size_t n) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
@@ -506,6 +545,7 @@ HWY_EXPORT(RmsNorm);
 HWY_EXPORT(SiluMul);
 HWY_EXPORT(Softmax);
 HWY_EXPORT(Dot);
+HWY_EXPORT(SumFourStreams);
 HWY_EXPORT(Axpy);
 HWY_EXPORT(AddInplace);
 HWY_EXPORT(TargetName);
@@ -537,6 +577,9 @@ void softmax(float* x, size_t n) {
 }
 float dot(const float* a, const float* b, size_t n) {
   return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n);
+}
+float sum_four_streams(const float* a, size_t n) {
+  return HWY_DYNAMIC_DISPATCH(SumFourStreams)(a, n);
 }
 void axpy(float a, const float* x, float* y, size_t n) {
   HWY_DYNAMIC_DISPATCH(Axpy)(a, x, y, n);

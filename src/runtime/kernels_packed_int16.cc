@@ -214,12 +214,13 @@ LOWBIT_AVX2 inline XChunk LoadXChunk(const int16_t* xq) {
 template <Codes C>
 constexpr int64_t kChunkBytes = C == Codes::Int4 ? kInt16Chunk / 2 : kInt16Chunk;
 
-// Hints the same chunk of the next R rows (as kernels_hwy.cc's bf16 decoder does): rows of 384-768 bytes
-// keep restarting the hardware prefetcher. A prefetch never faults, so running past the last row is fine.
+// How far ahead of its reads each row's stream is prefetched (RowRange reads every row as part of a
+// sequential stream). A prefetch never faults, so running past the last row is fine.
+constexpr int64_t kPrefetchBytes = 1024;
 template <Codes C, int R>
-LOWBIT_AVX2 inline void PrefetchNextRows(const uint8_t* base, int64_t row_bytes, int64_t chunk) {
+LOWBIT_AVX2 inline void PrefetchAhead(const uint8_t* const* rows, int64_t chunk) {
   for (int r = 0; r < R; ++r)
-    _mm_prefetch(reinterpret_cast<const char*>(base + (R + r) * row_bytes + chunk * kChunkBytes<C>),
+    _mm_prefetch(reinterpret_cast<const char*>(rows[r] + chunk * kChunkBytes<C> + kPrefetchBytes),
                  _MM_HINT_T0);
 }
 
@@ -336,17 +337,18 @@ struct Plan {
   int64_t G = 0, full = 0, per_group = 0, tail = 0, x_stride = 0;
 };
 
-// out[i * R + r] = the full chunks' part of y for weight rows n + r and x rows i0 + i, minus the zero terms
+// out[i * R + r] = the full chunks' part of y for weight rows n[r] and x rows i0 + i, minus the zero terms
 // (sum_g zt_g group_sum_g, accumulated next to the group scales).
 // kWholeChunks: every chunk lies in one weight group (group size a multiple of 64, or one group per row),
 // so lanes accumulate a_b-scaled sums per group and the group's scale multiplies once. Otherwise (group
 // size 32, 96, ...) each lane gets its own weight scale per chunk.
 template <Codes C, int R, int M, bool kWholeChunks>
-LOWBIT_AVX2 void DotBlock(const Plan& plan, int64_t i0, int64_t n, float* out) {
+LOWBIT_AVX2 void DotBlock(const Plan& plan, int64_t i0, const int64_t* n, float* out) {
   const PackedMatrix& w = *plan.w;
   const Int16Activations& x = *plan.x;
   const int64_t G = plan.G, full = plan.full, chunks = x.chunks;
-  const auto* base = static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
+  const uint8_t* rows[R];
+  for (int r = 0; r < R; ++r) rows[r] = static_cast<const uint8_t*>(w.data) + n[r] * w.row_bytes;
   const int16_t* xq = x.codes.data() + i0 * plan.x_stride;
   const float* lane_scales = x.lane_scales.data() + i0 * chunks * 8;
   const float* gsum = x.group_sums.data() + i0 * G;
@@ -361,19 +363,19 @@ LOWBIT_AVX2 void DotBlock(const Plan& plan, int64_t i0, int64_t n, float* out) {
       for (int r = 0; r < R; ++r)
         for (int i = 0; i < M; ++i) group[r][i] = _mm256_setzero_ps();
       for (; c < c_end; ++c) {
-        PrefetchNextRows<C, R>(base, w.row_bytes, c);
+        PrefetchAhead<C, R>(rows, c);
         for (int i = 0; i < M; ++i) {
           const __m256 a = _mm256_loadu_ps(lane_scales + (i * chunks + c) * 8);
           const XChunk xc = LoadXChunk(xq + i * plan.x_stride + c * kInt16Chunk);
           for (int r = 0; r < R; ++r) {
-            const __m256i p = ChunkSums<C>(base + r * w.row_bytes, c, xc);
+            const __m256i p = ChunkSums<C>(rows[r], c, xc);
             group[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), a, group[r][i]);
           }
         }
       }
       for (int r = 0; r < R; ++r) {
-        const __m256 s = _mm256_broadcast_ss(&w.scales[(n + r) * G + g]);
-        const float zt = w.zero_term((n + r) * G + g);
+        const __m256 s = _mm256_broadcast_ss(&w.scales[n[r] * G + g]);
+        const float zt = w.zero_term(n[r] * G + g);
         for (int i = 0; i < M; ++i) {
           total[r][i] = _mm256_fmadd_ps(group[r][i], s, total[r][i]);
           zero[r][i] += zt * gsum[i * G + g];
@@ -383,18 +385,18 @@ LOWBIT_AVX2 void DotBlock(const Plan& plan, int64_t i0, int64_t n, float* out) {
   } else {
     const int64_t gs = w.group_size;
     for (int64_t c = 0; c < full; ++c) {
-      PrefetchNextRows<C, R>(base, w.row_bytes, c);
+      PrefetchAhead<C, R>(rows, c);
       const int64_t g0 = c * kInt16Chunk / gs, g1 = (c * kInt16Chunk + kInt16Block) / gs;
       __m256 s[R];
       for (int r = 0; r < R; ++r) {
-        const float* sr = w.scales + (n + r) * G;
+        const float* sr = w.scales + n[r] * G;
         s[r] = _mm256_set_m128(_mm_broadcast_ss(sr + g1), _mm_broadcast_ss(sr + g0));
       }
       for (int i = 0; i < M; ++i) {
         const __m256 a = _mm256_loadu_ps(lane_scales + (i * chunks + c) * 8);
         const XChunk xc = LoadXChunk(xq + i * plan.x_stride + c * kInt16Chunk);
         for (int r = 0; r < R; ++r) {
-          const __m256i p = ChunkSums<C>(base + r * w.row_bytes, c, xc);
+          const __m256i p = ChunkSums<C>(rows[r], c, xc);
           total[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(a, s[r]), total[r][i]);
         }
       }
@@ -403,7 +405,7 @@ LOWBIT_AVX2 void DotBlock(const Plan& plan, int64_t i0, int64_t n, float* out) {
   if (!kWholeChunks && w.has_zero_terms()) {
     for (int r = 0; r < R; ++r)
       for (int64_t g = 0; g < G; ++g)
-        for (int i = 0; i < M; ++i) zero[r][i] += w.zero_term((n + r) * G + g) * gsum[i * G + g];
+        for (int i = 0; i < M; ++i) zero[r][i] += w.zero_term(n[r] * G + g) * gsum[i * G + g];
   }
   for (int i = 0; i < M; ++i) {
     if constexpr (R == 4) {  // the four rows' sums at once: 3 hadd + 1 add instead of 4 reductions
@@ -420,14 +422,14 @@ LOWBIT_AVX2 void DotBlock(const Plan& plan, int64_t i0, int64_t n, float* out) {
 
 // The partial last chunk (K % 64 columns, scalar), the bias and the store.
 template <int R, int M>
-inline void Finish(const Plan& plan, int64_t i0, int64_t n, const float* out) {
+inline void Finish(const Plan& plan, int64_t i0, const int64_t* n, const float* out) {
   const PackedMatrix& w = *plan.w;
   const Int16Activations& x = *plan.x;
   const int64_t K = w.cols, G = plan.G, tail = plan.tail;
   if (tail == K) {  // no partial chunk: the common case, kept free of the loop below
     for (int i = 0; i < M; ++i) {
-      float* y = plan.y + (i0 + i) * w.rows + n;
-      for (int r = 0; r < R; ++r) y[r] = out[i * R + r] + (plan.bias ? plan.bias[n + r] : 0.0f);
+      float* y = plan.y + (i0 + i) * w.rows;
+      for (int r = 0; r < R; ++r) y[n[r]] = out[i * R + r] + (plan.bias ? plan.bias[n[r]] : 0.0f);
     }
     return;
   }
@@ -439,17 +441,18 @@ inline void Finish(const Plan& plan, int64_t i0, int64_t n, const float* out) {
         const int16_t* q = x.codes.data() + row * plan.x_stride + tail;
         for (int64_t k = tail; k < K; ++k) {
           const float a = x.scales[static_cast<size_t>(row * x.blocks + k / kInt16Block)];
-          v += packed_code(w, n + r, k) * w.scales[(n + r) * G + k / w.group_size] * (q[k - tail] * a);
+          v += packed_code(w, n[r], k) * w.scales[n[r] * G + k / w.group_size] * (q[k - tail] * a);
         }
       }
-      if (plan.bias) v += plan.bias[n + r];
-      plan.y[row * w.rows + n + r] = v;
+      if (plan.bias) v += plan.bias[n[r]];
+      plan.y[row * w.rows + n[r]] = v;
     }
   }
 }
 
+// Weight rows n[0..R) against every x row, two at a time.
 template <Codes C, int R, bool kWholeChunks>
-LOWBIT_AVX2 void Rows(const Plan& plan, int64_t n) {
+LOWBIT_AVX2 void Rows(const Plan& plan, const int64_t* n) {
   float out[2 * R];
   const int64_t m = plan.x->rows;
   int64_t i0 = 0;
@@ -463,13 +466,21 @@ LOWBIT_AVX2 void Rows(const Plan& plan, int64_t n) {
   }
 }
 
-// Four weight rows per step: measured best on Zen 3 (2 and 8 were 25-30 % slower).
+// Four weight rows per step: measured best on Zen 3 (2 and 8 were 25-30 % slower). They come from four
+// quarters of the range, so that each of the four is one sequential stream over its quarter: four adjacent
+// rows (384 bytes each at K = 768, int4) are four streams interleaved within the same pages, which the
+// hardware prefetcher followed poorly (docs/PERFORMANCE.md, session 10). Which rows share a step changes no
+// row's summation order.
 template <Codes C, bool kWholeChunks>
 LOWBIT_AVX2 void RowRange(const Plan& plan, int64_t n_begin, int64_t n_end) {
   constexpr int kRows = 4;
-  int64_t n = n_begin;
-  for (; n + kRows <= n_end; n += kRows) Rows<C, kRows, kWholeChunks>(plan, n);
-  for (; n < n_end; ++n) Rows<C, 1, kWholeChunks>(plan, n);
+  const int64_t quarter = (n_end - n_begin) / kRows;
+  for (int64_t j = 0; j < quarter; ++j) {
+    int64_t n[kRows];
+    for (int r = 0; r < kRows; ++r) n[r] = n_begin + r * quarter + j;
+    Rows<C, kRows, kWholeChunks>(plan, n);
+  }
+  for (int64_t row = n_begin + kRows * quarter; row < n_end; ++row) Rows<C, 1, kWholeChunks>(plan, &row);
 }
 
 template <Codes C>

@@ -375,7 +375,7 @@ TEST(VectorHelpers, DotAxpyAddMatchDoubleReference) {
   const uint32_t seed = fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   std::mt19937 rng(seed);
-  for (size_t n : {0u, 1u, 5u, 16u, 31u, 32u, 33u, 64u, 1000u}) {
+  for (size_t n : {0u, 1u, 5u, 16u, 31u, 32u, 33u, 64u, 131u, 1000u}) {
     const std::vector<float> a = random_floats(rng, n, -1, 1), b = random_floats(rng, n, -1, 1);
     double exact = 0, abs_sum = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -383,6 +383,9 @@ TEST(VectorHelpers, DotAxpyAddMatchDoubleReference) {
       abs_sum += std::fabs(static_cast<double>(a[i]) * b[i]);
     }
     EXPECT_NEAR(dot(a.data(), b.data(), n), exact, static_cast<double>(n) * 0x1p-24 * abs_sum + 1e-30) << n;
+    double sum = 0, sum_abs = 0;
+    for (size_t i = 0; i < n; ++i) sum += a[i], sum_abs += std::fabs(a[i]);
+    EXPECT_NEAR(sum_four_streams(a.data(), n), sum, static_cast<double>(n) * 0x1p-24 * sum_abs + 1e-30) << n;
     const std::vector<float> ia = random_ints(rng, n), ib = random_ints(rng, n);
     double iexact = 0;
     for (size_t i = 0; i < n; ++i) iexact += static_cast<double>(ia[i]) * ib[i];
