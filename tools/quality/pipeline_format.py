@@ -3,12 +3,14 @@
 
 pipeline_format.py RESULTS.jsonl: one row per (scheme, method) with held-out and WikiText-2 perplexity, the
 share of RTN's perplexity gap to bf16 that the method closes, KL divergence against bf16, quantization time
-and peak RSS.
+and peak RSS. HELDOUT_TEXT names the held-out column's file (default ref100m_heldout.txt; heldout_eval.txt
+for the in-domain calibration runs of split_heldout.py).
 """
 import json
+import os
 import sys
 
-HELDOUT, WIKI = "ref100m_heldout.txt", "wikitext2_test.raw"
+HELDOUT, WIKI = os.environ.get("HELDOUT_TEXT", "ref100m_heldout.txt"), "wikitext2_test.raw"
 rows, order = {}, []
 for line in open(sys.argv[1]):
     r = json.loads(line)
