@@ -134,15 +134,19 @@ LOWBIT_AVX2 inline __m256 FmaVectors(const float* w8, const float* x, int64_t co
   return acc;
 }
 
+// How far ahead of its reads each row's stream is prefetched.
+constexpr int64_t kPrefetchBytes = 1024;
+
 enum class Block { Done, ScaleOutOfRange, NanCode };
 
-// Rows n .. n + R - 1 against x rows i0 .. i0 + M - 1, summed as the fp32 decoder sums (see the top of the
+// Rows n[0 .. R) against x rows i0 .. i0 + M - 1, summed as the fp32 decoder sums (see the top of the
 // file). Unless Done, out is not valid.
 template <int R, int M>
-LOWBIT_AVX2 Block DotBlock(const Call& call, int64_t n, int64_t i0, float* out) {
+LOWBIT_AVX2 Block DotBlock(const Call& call, const int64_t* n, int64_t i0, float* out) {
   const PackedMatrix& w = *call.w;
   const int64_t K = w.cols, G = w.groups(), gs = std::min(w.group_size, K);
-  const auto* base = static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
+  const uint8_t* rows[R];
+  for (int r = 0; r < R; ++r) rows[r] = static_cast<const uint8_t*>(w.data) + n[r] * w.row_bytes;
   __m256 total[R][M];
   float tail[R][M] = {};
   for (int r = 0; r < R; ++r)
@@ -154,7 +158,7 @@ LOWBIT_AVX2 Block DotBlock(const Call& call, int64_t n, int64_t i0, float* out) 
     const int64_t kv = k0 + (k1 - k0) / 8 * 8;                  // end of the whole 8-column vectors
     Table table[R];
     for (int r = 0; r < R; ++r) {
-      const float s = w.scales[(n + r) * G + g];
+      const float s = w.scales[n[r] * G + g];
       if (!table_serves(s)) return Block::ScaleOutOfRange;
       table[r] = MakeTable(s);
     }
@@ -163,11 +167,11 @@ LOWBIT_AVX2 Block DotBlock(const Call& call, int64_t n, int64_t i0, float* out) 
       for (int i = 0; i < M; ++i) acc[r][i] = _mm256_setzero_ps();
     for (int64_t k = k0; k < kc; k += kFp8Chunk) {
       for (int r = 0; r < R; ++r) {
-        // The same chunk of the next block's rows (as kernels_packed_int16.cc): without it the loads of each
-        // new row stall on DRAM (40 % of this loop's samples).
-        _mm_prefetch(reinterpret_cast<const char*>(base + (R + r) * w.row_bytes + k), _MM_HINT_T0);
+        // Each row is read as part of a sequential stream (fp8_gemv_rows); without a prefetch ahead of it
+        // the loads stall on DRAM (40 % of this loop's samples with the previous row order).
+        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + k + kPrefetchBytes), _MM_HINT_T0);
         __m256 f[4];
-        DecodeChunk(base + r * w.row_bytes + k, table[r], nan_max, f);
+        DecodeChunk(rows[r] + k, table[r], nan_max, f);
         for (int i = 0; i < M; ++i) {
           const float* x = call.x + (i0 + i) * K + k;
           for (int v = 0; v < 4; ++v)
@@ -177,13 +181,13 @@ LOWBIT_AVX2 Block DotBlock(const Call& call, int64_t n, int64_t i0, float* out) 
     }
     for (int r = 0; r < R; ++r) {
       alignas(32) float w8[kFp8Chunk];  // the whole vectors after the last chunk, by the scalar definition
-      for (int64_t k = kc; k < kv; ++k) w8[k - kc] = packed_weight(w, n + r, k);
+      for (int64_t k = kc; k < kv; ++k) w8[k - kc] = packed_weight(w, n[r], k);
       for (int i = 0; i < M; ++i) {
         const float* x = call.x + (i0 + i) * K;
         acc[r][i] = FmaVectors(w8, x + kc, (kv - kc) / 8, acc[r][i]);
         total[r][i] = _mm256_add_ps(total[r][i], acc[r][i]);
         // As the fp32 decoder's `tail += w * x`, which the compiler contracts to a fused multiply-add.
-        for (int64_t k = kv; k < k1; ++k) tail[r][i] = std::fma(packed_weight(w, n + r, k), x[k], tail[r][i]);
+        for (int64_t k = kv; k < k1; ++k) tail[r][i] = std::fma(packed_weight(w, n[r], k), x[k], tail[r][i]);
       }
     }
   }
@@ -195,7 +199,7 @@ LOWBIT_AVX2 Block DotBlock(const Call& call, int64_t n, int64_t i0, float* out) 
 
 // Rows n .. n + count - 1 of every x row by the fp32 decoder, then the rows holding a NaN code by the
 // scalar definition.
-void FallBack(const Call& call, int64_t n, int64_t count) {
+void FallBackRange(const Call& call, int64_t n, int64_t count) {
   const PackedMatrix& w = *call.w;
   const int64_t N = w.rows, K = w.cols;
   simd::PackedGemvArgs args;
@@ -216,23 +220,26 @@ void FallBack(const Call& call, int64_t n, int64_t count) {
   }
 }
 
-// Rows n .. n + R - 1 for every x row: by table; the bias, the store. When DotBlock declines (for reasons of
-// the rows, so the first x rows already tell), the fp32 decoder computes the block, and rows holding a NaN
-// code are then redone by the scalar definition, whose NaN (as torch's) poisons the row: the fp32 decoder
-// reads E4M3 NaN codes as +-480.
+// Rows n[0 .. R) for every x row: by table; the bias, the store. When DotBlock declines (for reasons of the
+// rows, so the first x rows already tell), the fp32 decoder computes the rows, and rows holding a NaN code
+// are then redone by the scalar definition, whose NaN (as torch's) poisons the row: the fp32 decoder reads
+// E4M3 NaN codes as +-480.
 template <int R>
-LOWBIT_AVX2 void Rows(const Call& call, int64_t n) {
+LOWBIT_AVX2 void Rows(const Call& call, const int64_t* n) {
   const int64_t N = call.w->rows;
   float out[2 * R];
   for (int64_t i0 = 0; i0 < call.m; i0 += 2) {
-    const int rows = static_cast<int>(std::min<int64_t>(2, call.m - i0));
-    const Block block = rows == 2 ? DotBlock<R, 2>(call, n, i0, out) : DotBlock<R, 1>(call, n, i0, out);
-    if (block != Block::Done) return FallBack(call, n, R);
-    for (int i = 0; i < rows; ++i) {
+    const int count = static_cast<int>(std::min<int64_t>(2, call.m - i0));
+    const Block block = count == 2 ? DotBlock<R, 2>(call, n, i0, out) : DotBlock<R, 1>(call, n, i0, out);
+    if (block != Block::Done) {
+      for (int r = 0; r < R; ++r) FallBackRange(call, n[r], 1);
+      return;
+    }
+    for (int i = 0; i < count; ++i) {
       for (int r = 0; r < R; ++r) {
         float v = out[i * R + r];
-        if (call.bias) v += call.bias[n + r];
-        call.y[(i0 + i) * N + n + r] = v;
+        if (call.bias) v += call.bias[n[r]];
+        call.y[(i0 + i) * N + n[r]] = v;
       }
     }
   }
@@ -244,10 +251,17 @@ void fp8_gemv_rows(const float* x, int64_t m, const PackedMatrix& w, const float
                    int64_t n_begin, int64_t n_end) {
   const Call call{x, m, &w, bias, y};
   // Four rows a step: their accumulators are four independent chains of fused multiply-adds (each row's
-  // sum runs in column order, as the fp32 decoder's, so one row alone would wait on its chain).
-  int64_t n = n_begin;
-  for (; n + 4 <= n_end; n += 4) Rows<4>(call, n);
-  for (; n < n_end; ++n) Rows<1>(call, n);
+  // sum runs in column order, as the fp32 decoder's, so one row alone would wait on its chain). They come
+  // from four quarters of the range, so that each is one sequential stream (as kernels_packed_int16.cc's
+  // RowRange; docs/PERFORMANCE.md, session 10).
+  constexpr int kRows = 4;
+  const int64_t quarter = (n_end - n_begin) / kRows;
+  for (int64_t j = 0; j < quarter; ++j) {
+    int64_t n[kRows];
+    for (int r = 0; r < kRows; ++r) n[r] = n_begin + r * quarter + j;
+    Rows<kRows>(call, n);
+  }
+  for (int64_t row = n_begin + kRows * quarter; row < n_end; ++row) Rows<1>(call, &row);
 }
 #else
 void fp8_gemv_rows(const float*, int64_t, const PackedMatrix&, const float*, float*, int64_t, int64_t) {}
