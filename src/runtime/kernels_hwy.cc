@@ -16,6 +16,7 @@
 
 #include "io/dtype.h"
 #include "runtime/kernels_hwy.h"
+#include "runtime/row_streams.h"
 #endif
 
 HWY_BEFORE_NAMESPACE();
@@ -129,25 +130,15 @@ HWY_INLINE void DotRows(const float* x, int64_t m, int64_t K, const typename Wid
   }
 }
 
-// Why the four rows of a step come from four quarters of the range: a decode step streams every weight
-// row once, and four rows read side by side give one core the memory parallelism of four streams. Taken
-// from four separate quarters, each stream is sequential over its quarter; four adjacent rows (the previous
-// order) are four streams interleaved within the same pages at K = 768 (1.5 KiB of bf16 per row), which the
-// hardware prefetcher followed poorly. kernels_bench Linear/BF16/*/1 on the Zen 3 VM: see
-// docs/PERFORMANCE.md. Which rows share a step does not change any row's summation order.
+// Four weight rows a step, from four quarters of the range (row_streams.h).
 template <DType T>
 void GemvTyped(const float* x, int64_t m, const void* data, int64_t K, const float* bias, float* y,
                int64_t ldy, int64_t n_begin, int64_t n_end) {
   using Elem = typename Widen<T>::Elem;
   const Elem* w = static_cast<const Elem*>(data);
-  const int64_t quarter = (n_end - n_begin) / kWeightRows;
-  for (int64_t j = 0; j < quarter; ++j) {
-    int64_t n[kWeightRows];
-    for (int r = 0; r < kWeightRows; ++r) n[r] = n_begin + r * quarter + j;
-    DotRows<T, kWeightRows>(x, m, K, w, n, bias, y, ldy);
-  }
-  for (int64_t row = n_begin + kWeightRows * quarter; row < n_end; ++row)
-    DotRows<T, 1>(x, m, K, w, &row, bias, y, ldy);
+  for_rows_in_four_streams(
+      n_begin, n_end, [&](const int64_t* n) { DotRows<T, kWeightRows>(x, m, K, w, n, bias, y, ldy); },
+      [&](const int64_t* n) { DotRows<T, 1>(x, m, K, w, n, bias, y, ldy); });
 }
 
 void GemvRows(const float* x, int64_t m, const DenseWeight& w, const float* bias, float* y, int64_t ldy,

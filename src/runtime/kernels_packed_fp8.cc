@@ -20,6 +20,7 @@
 
 #include "runtime/kernels_packed_hwy.h"    // the fp32 decoder, for the rows the tables cannot serve
 #include "runtime/kernels_packed_int16.h"  // have_avx2_fma
+#include "runtime/row_streams.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -252,16 +253,10 @@ void fp8_gemv_rows(const float* x, int64_t m, const PackedMatrix& w, const float
   const Call call{x, m, &w, bias, y};
   // Four rows a step: their accumulators are four independent chains of fused multiply-adds (each row's
   // sum runs in column order, as the fp32 decoder's, so one row alone would wait on its chain). They come
-  // from four quarters of the range, so that each is one sequential stream (as kernels_packed_int16.cc's
-  // RowRange; docs/PERFORMANCE.md, session 10).
-  constexpr int kRows = 4;
-  const int64_t quarter = (n_end - n_begin) / kRows;
-  for (int64_t j = 0; j < quarter; ++j) {
-    int64_t n[kRows];
-    for (int r = 0; r < kRows; ++r) n[r] = n_begin + r * quarter + j;
-    Rows<kRows>(call, n);
-  }
-  for (int64_t row = n_begin + kRows * quarter; row < n_end; ++row) Rows<1>(call, &row);
+  // from four quarters of the range (row_streams.h).
+  for_rows_in_four_streams(
+      n_begin, n_end, [&](const int64_t* n) { Rows<4>(call, n); },
+      [&](const int64_t* n) { Rows<1>(call, n); });
 }
 #else
 void fp8_gemv_rows(const float*, int64_t, const PackedMatrix&, const float*, float*, int64_t, int64_t) {}

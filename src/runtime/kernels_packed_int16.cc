@@ -22,6 +22,8 @@
 #include <array>
 #include <cmath>
 
+#include "runtime/row_streams.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define LOWBIT_X86_GNU 1
@@ -466,21 +468,13 @@ LOWBIT_AVX2 void Rows(const Plan& plan, const int64_t* n) {
   }
 }
 
-// Four weight rows per step: measured best on Zen 3 (2 and 8 were 25-30 % slower). They come from four
-// quarters of the range, so that each of the four is one sequential stream over its quarter: four adjacent
-// rows (384 bytes each at K = 768, int4) are four streams interleaved within the same pages, which the
-// hardware prefetcher followed poorly (docs/PERFORMANCE.md, session 10). Which rows share a step changes no
-// row's summation order.
+// Four weight rows per step (measured best on Zen 3: 2 and 8 were 25-30 % slower), from four quarters of the
+// range (row_streams.h).
 template <Codes C, bool kWholeChunks>
 LOWBIT_AVX2 void RowRange(const Plan& plan, int64_t n_begin, int64_t n_end) {
-  constexpr int kRows = 4;
-  const int64_t quarter = (n_end - n_begin) / kRows;
-  for (int64_t j = 0; j < quarter; ++j) {
-    int64_t n[kRows];
-    for (int r = 0; r < kRows; ++r) n[r] = n_begin + r * quarter + j;
-    Rows<C, kRows, kWholeChunks>(plan, n);
-  }
-  for (int64_t row = n_begin + kRows * quarter; row < n_end; ++row) Rows<C, 1, kWholeChunks>(plan, &row);
+  for_rows_in_four_streams(
+      n_begin, n_end, [&](const int64_t* n) { Rows<C, 4, kWholeChunks>(plan, n); },
+      [&](const int64_t* n) { Rows<C, 1, kWholeChunks>(plan, n); });
 }
 
 template <Codes C>

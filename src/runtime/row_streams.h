@@ -1,0 +1,28 @@
+// The order in which the decode kernels (kernels_hwy.cc, kernels_packed_int16.cc, kernels_packed_fp8.cc)
+// visit their weight rows.
+//
+// Why: they multiply four rows per step, and a decode step streams every row once. Four adjacent rows are
+// four streams interleaved inside the same pages (a bf16 row is 1.5 KiB at K = 768, an int4 row 384 bytes),
+// which the hardware prefetcher follows poorly; four rows from four quarters of the range are four
+// sequential streams, which one core reads faster than one stream (docs/PERFORMANCE.md, session 10). Which
+// rows share a step changes no row's summation order.
+#pragma once
+
+#include <cstdint>
+
+namespace lowbit::kernels {
+
+// Calls four(n) with n[4] = the j-th row of each quarter of [n_begin, n_end), for every j, then one(&row)
+// for each row the quarters leave over.
+template <typename Four, typename One>
+inline void for_rows_in_four_streams(int64_t n_begin, int64_t n_end, Four&& four, One&& one) {
+  const int64_t quarter = (n_end - n_begin) / 4;
+  for (int64_t j = 0; j < quarter; ++j) {
+    const int64_t n[4] = {n_begin + j, n_begin + quarter + j, n_begin + 2 * quarter + j,
+                          n_begin + 3 * quarter + j};
+    four(n);
+  }
+  for (int64_t row = n_begin + 4 * quarter; row < n_end; ++row) one(&row);
+}
+
+}  // namespace lowbit::kernels
