@@ -164,8 +164,8 @@ double measure_read_bandwidth(size_t bytes) {
     const auto start = Clock::now();
     pool.parallel_for(n, 1 << 16, [&](size_t b, size_t e) {
       // Each chunk is read as four sequential streams side by side, as the decode products read their
-      // weight rows; one stream per core draws less from DRAM on some machines (the Zen 3 VM: 16-20 against
-      // 21-26 GB/s on one core), which would set the floor too low.
+      // weight rows; one stream per core draws less from DRAM on some machines (the Zen 3 VM: 14-18 against
+      // 19-21 GB/s on one core), which would set the floor too low.
       volatile float sink = kernels::sum_four_streams(buffer.data() + b, e - b);
       (void)sink;
     });

@@ -66,7 +66,7 @@ constexpr int kMaxXRows = 4;
 #else
 constexpr int kMaxXRows = 2;
 #endif
-constexpr int kWeightRows = 4;
+constexpr int kWeightRows = kRowStreams;  // row_streams.h
 // How far ahead of its reads each stream is prefetched (bytes).
 constexpr int64_t kPrefetchBytes = 1024;
 

@@ -255,7 +255,7 @@ void fp8_gemv_rows(const float* x, int64_t m, const PackedMatrix& w, const float
   // sum runs in column order, as the fp32 decoder's, so one row alone would wait on its chain). They come
   // from four quarters of the range (row_streams.h).
   for_rows_in_four_streams(
-      n_begin, n_end, [&](const int64_t* n) { Rows<4>(call, n); },
+      n_begin, n_end, [&](const int64_t* n) { Rows<kRowStreams>(call, n); },
       [&](const int64_t* n) { Rows<1>(call, n); });
 }
 #else

@@ -473,7 +473,7 @@ LOWBIT_AVX2 void Rows(const Plan& plan, const int64_t* n) {
 template <Codes C, bool kWholeChunks>
 LOWBIT_AVX2 void RowRange(const Plan& plan, int64_t n_begin, int64_t n_end) {
   for_rows_in_four_streams(
-      n_begin, n_end, [&](const int64_t* n) { Rows<C, 4, kWholeChunks>(plan, n); },
+      n_begin, n_end, [&](const int64_t* n) { Rows<C, kRowStreams, kWholeChunks>(plan, n); },
       [&](const int64_t* n) { Rows<C, 1, kWholeChunks>(plan, n); });
 }
 

@@ -12,17 +12,19 @@
 
 namespace lowbit::kernels {
 
-// Calls four(n) with n[4] = the j-th row of each quarter of [n_begin, n_end), for every j, then one(&row)
-// for each row the quarters leave over.
+constexpr int kRowStreams = 4;  // rows per step, one from each quarter
+
+// Calls four(n) with n[kRowStreams] = the j-th row of each quarter of [n_begin, n_end), for every j, then
+// one(&row) for each row the quarters leave over.
 template <typename Four, typename One>
 inline void for_rows_in_four_streams(int64_t n_begin, int64_t n_end, Four&& four, One&& one) {
-  const int64_t quarter = (n_end - n_begin) / 4;
+  const int64_t quarter = (n_end - n_begin) / kRowStreams;
   for (int64_t j = 0; j < quarter; ++j) {
-    const int64_t n[4] = {n_begin + j, n_begin + quarter + j, n_begin + 2 * quarter + j,
-                          n_begin + 3 * quarter + j};
+    int64_t n[kRowStreams];
+    for (int r = 0; r < kRowStreams; ++r) n[r] = n_begin + r * quarter + j;
     four(n);
   }
-  for (int64_t row = n_begin + 4 * quarter; row < n_end; ++row) one(&row);
+  for (int64_t row = n_begin + kRowStreams * quarter; row < n_end; ++row) one(&row);
 }
 
 }  // namespace lowbit::kernels
