@@ -16,6 +16,11 @@
 // lanes 4-7 over the second. The sums are exact: |c| <= 255 and |xq| <= 32767 keep the eight products of a
 // lane below 2^27. Each lane is then scaled by its block's activation scale (and, when a group boundary
 // falls inside the chunk, its weight scale) in fp32.
+//
+// Blocking: one x row (decode) multiplies four weight rows per step with its chunk held in registers
+// (DotBlock); several x rows (batched decode) go in blocks of up to 8 against one weight row at a time,
+// each chunk decoded once for the block and x read from L1 (DotRowMany). Both do the same floating-point
+// operations per (weight row, x row), so a batch gives each sequence the same bits as decoding it alone.
 #include "runtime/kernels_packed_int16.h"
 
 #include <algorithm>
@@ -226,38 +231,49 @@ LOWBIT_AVX2 inline void PrefetchAhead(const uint8_t* const* rows, int64_t chunk)
                  _MM_HINT_T0);
 }
 
-// The int32 lane sums of one chunk of one weight row against one x chunk.
+// The four code vectors of one chunk of one weight row (see the header comment).
 template <Codes C>
-LOWBIT_AVX2 inline __m256i ChunkSums(const uint8_t* row, int64_t chunk, const XChunk& xv) {
-  __m256i c0, c1, c2, c3;
+LOWBIT_AVX2 inline void DecodeChunk(const uint8_t* row, int64_t chunk, __m256i code[4]) {
   if constexpr (C == Codes::Int4) {
     // Each int16 lane holds four codes, one per nibble: shifts and masks within the lane separate them.
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + chunk * kInt16Chunk / 2));
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + chunk * kChunkBytes<C>));
     const __m256i nibble = _mm256_set1_epi16(0x000F);
-    c0 = _mm256_and_si256(v, nibble);
-    c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
-    c2 = _mm256_and_si256(_mm256_srli_epi16(v, 8), nibble);
-    c3 = _mm256_srli_epi16(v, 12);
+    code[0] = _mm256_and_si256(v, nibble);
+    code[1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+    code[2] = _mm256_and_si256(_mm256_srli_epi16(v, 8), nibble);
+    code[3] = _mm256_srli_epi16(v, 12);
   } else {
-    const auto* p = reinterpret_cast<const __m128i*>(row + chunk * kInt16Chunk);
+    const auto* p = reinterpret_cast<const __m128i*>(row + chunk * kChunkBytes<C>);
     const __m256i first = _mm256_loadu2_m128i(p + 2, p);       // bytes 0-15 of both halves
     const __m256i second = _mm256_loadu2_m128i(p + 3, p + 1);  // bytes 16-31
     if constexpr (C == Codes::Int8) {  // sign-extend: each byte doubled, then shifted down arithmetically
-      c0 = _mm256_srai_epi16(_mm256_unpacklo_epi8(first, first), 8);
-      c1 = _mm256_srai_epi16(_mm256_unpackhi_epi8(first, first), 8);
-      c2 = _mm256_srai_epi16(_mm256_unpacklo_epi8(second, second), 8);
-      c3 = _mm256_srai_epi16(_mm256_unpackhi_epi8(second, second), 8);
+      code[0] = _mm256_srai_epi16(_mm256_unpacklo_epi8(first, first), 8);
+      code[1] = _mm256_srai_epi16(_mm256_unpackhi_epi8(first, first), 8);
+      code[2] = _mm256_srai_epi16(_mm256_unpacklo_epi8(second, second), 8);
+      code[3] = _mm256_srai_epi16(_mm256_unpackhi_epi8(second, second), 8);
     } else {
       const __m256i zero = _mm256_setzero_si256();
-      c0 = _mm256_unpacklo_epi8(first, zero);
-      c1 = _mm256_unpackhi_epi8(first, zero);
-      c2 = _mm256_unpacklo_epi8(second, zero);
-      c3 = _mm256_unpackhi_epi8(second, zero);
+      code[0] = _mm256_unpacklo_epi8(first, zero);
+      code[1] = _mm256_unpackhi_epi8(first, zero);
+      code[2] = _mm256_unpacklo_epi8(second, zero);
+      code[3] = _mm256_unpackhi_epi8(second, zero);
     }
   }
-  const __m256i p01 = _mm256_add_epi32(_mm256_madd_epi16(c0, xv.v[0]), _mm256_madd_epi16(c1, xv.v[1]));
-  const __m256i p23 = _mm256_add_epi32(_mm256_madd_epi16(c2, xv.v[2]), _mm256_madd_epi16(c3, xv.v[3]));
+}
+
+// The int32 lane sums of decoded codes against one x chunk (four vectors of 16 codes).
+LOWBIT_AVX2 inline __m256i CodeSums(const __m256i code[4], __m256i x0, __m256i x1, __m256i x2, __m256i x3) {
+  const __m256i p01 = _mm256_add_epi32(_mm256_madd_epi16(code[0], x0), _mm256_madd_epi16(code[1], x1));
+  const __m256i p23 = _mm256_add_epi32(_mm256_madd_epi16(code[2], x2), _mm256_madd_epi16(code[3], x3));
   return _mm256_add_epi32(p01, p23);
+}
+
+// The int32 lane sums of one chunk of one weight row against one x chunk held in registers.
+template <Codes C>
+LOWBIT_AVX2 inline __m256i ChunkSums(const uint8_t* row, int64_t chunk, const XChunk& xv) {
+  __m256i code[4];
+  DecodeChunk<C>(row, chunk, code);
+  return CodeSums(code, xv.v[0], xv.v[1], xv.v[2], xv.v[3]);
 }
 
 // quantize_int16_block_avx2: 32 values to codes and scale exactly as the scalar reference, or false (and
@@ -337,6 +353,7 @@ struct Plan {
   const float* bias;
   float* y;
   int64_t G = 0, full = 0, per_group = 0, tail = 0, x_stride = 0;
+  int64_t x_rows_per_block = 1;  // for DotRowMany
 };
 
 // out[i * R + r] = the full chunks' part of y for weight rows n[r] and x rows i0 + i, minus the zero terms
@@ -452,15 +469,105 @@ inline void Finish(const Plan& plan, int64_t i0, const int64_t* n, const float* 
   }
 }
 
-// Weight rows n[0..R) against every x row, two at a time.
+// sum[i] += the scaled products of chunk c of one weight row with x row i (i < M), for DotRowMany; the
+// weight scale multiplies the lane scales when groups split chunks (kWholeChunks false).
+template <Codes C, int M, bool kWholeChunks>
+LOWBIT_AVX2 inline void ManyProducts(const uint8_t* row, int64_t c, const int16_t* xq, int64_t x_stride,
+                                     const float* lane_scales, int64_t lane_stride, __m256 weight_scale,
+                                     __m256* sum) {
+  PrefetchAhead<C, 1>(&row, c);
+  __m256i code[4];
+  DecodeChunk<C>(row, c, code);
+  for (int i = 0; i < M; ++i) {
+    const auto* xc = reinterpret_cast<const __m256i*>(xq + i * x_stride + c * kInt16Chunk);
+    const __m256i p = CodeSums(code, _mm256_loadu_si256(xc), _mm256_loadu_si256(xc + 1),
+                               _mm256_loadu_si256(xc + 2), _mm256_loadu_si256(xc + 3));
+    __m256 a = _mm256_loadu_ps(lane_scales + i * lane_stride);
+    if constexpr (!kWholeChunks) a = _mm256_mul_ps(a, weight_scale);
+    sum[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), a, sum[i]);
+  }
+}
+
+// One weight row n against M x rows i0 .. i0 + M: the batched-decode counterpart of DotBlock, with the same
+// arithmetic per (row, x row), so a row's result does not depend on the batch. DotBlock's 4 x 2 block kept
+// 16 accumulators and 8 x vectors live and spilled in its inner loop (it ran no faster per x row at m = 16
+// than at m = 1); here one row's chunk is decoded once into four code vectors, each x row's codes come
+// straight from memory (L1) into vpmaddwd, and only the M group sums live in registers; the totals are
+// updated in memory once per group.
+template <Codes C, int M, bool kWholeChunks>
+LOWBIT_AVX2 void DotRowMany(const Plan& plan, int64_t i0, int64_t n, float* out) {
+  const PackedMatrix& w = *plan.w;
+  const Int16Activations& x = *plan.x;
+  const int64_t G = plan.G, full = plan.full, chunks = x.chunks, stride = plan.x_stride;
+  const uint8_t* row = static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
+  const float* scale_row = w.scales + n * G;
+  const int16_t* xq = x.codes.data() + i0 * stride;
+  const float* lane_scales = x.lane_scales.data() + i0 * chunks * 8;
+  const float* gsum = x.group_sums.data() + i0 * G;
+  alignas(32) float total[M][8] = {};
+  __m256 sum[M];
+  if constexpr (kWholeChunks) {
+    for (int64_t g = 0, c = 0; c < full; ++g) {
+      const int64_t c_end = std::min(full, c + plan.per_group);
+      for (int i = 0; i < M; ++i) sum[i] = _mm256_setzero_ps();
+      for (; c < c_end; ++c)
+        ManyProducts<C, M, true>(row, c, xq, stride, lane_scales + c * 8, chunks * 8, _mm256_setzero_ps(),
+                                 sum);
+      const __m256 s = _mm256_broadcast_ss(scale_row + g);
+      for (int i = 0; i < M; ++i)
+        _mm256_store_ps(total[i], _mm256_fmadd_ps(sum[i], s, _mm256_load_ps(total[i])));
+    }
+  } else {
+    const int64_t gs = w.group_size;
+    for (int i = 0; i < M; ++i) sum[i] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < full; ++c) {
+      const int64_t g0 = c * kInt16Chunk / gs, g1 = (c * kInt16Chunk + kInt16Block) / gs;
+      const __m256 s = _mm256_set_m128(_mm_broadcast_ss(scale_row + g1), _mm_broadcast_ss(scale_row + g0));
+      ManyProducts<C, M, false>(row, c, xq, stride, lane_scales + c * 8, chunks * 8, s, sum);
+    }
+    for (int i = 0; i < M; ++i) _mm256_store_ps(total[i], sum[i]);
+  }
+  for (int i = 0; i < M; ++i) {
+    float zero = 0.0f;
+    if (w.has_zero_terms()) {
+      for (int64_t g = 0; g < G; ++g) zero += w.zero_term(n * G + g) * gsum[i * G + g];
+    }
+    out[i] = HorizontalSum(_mm256_load_ps(total[i])) - zero;
+  }
+}
+
+// Weight row n against x rows i0 .. i0 + M.
+template <Codes C, int M, bool kWholeChunks>
+LOWBIT_AVX2 void RowMany(const Plan& plan, int64_t i0, int64_t n) {
+  float out[M];
+  DotRowMany<C, M, kWholeChunks>(plan, i0, n, out);
+  Finish<1, M>(plan, i0, &n, out);
+}
+
+// How many x rows DotRowMany takes at once for rows of K columns (8, 4 or 2; 1: DotBlock instead). The
+// block's codes, 2 bytes per column, are read again for every weight row and should stay in L1 (16 KiB:
+// 8 x rows at the reference model's K = 768, 4 at 2048, 2 at 4096). Byte codes, dearer to decode, gained
+// only from 4 x rows on: with 2 at K = 4096 they ran 15-20 % slower than DotBlock (packed_bench, m = 16).
+int64_t x_rows_per_block(Codes codes, int64_t K) {
+  constexpr int64_t kXBlockBytes = 16384;
+  const int64_t fit = kXBlockBytes / (2 * std::max<int64_t>(K, 1));
+  if (fit >= 8) return 8;
+  if (fit >= 4) return 4;
+  return fit >= 2 && codes == Codes::Int4 ? 2 : 1;
+}
+
+// Weight rows n[0..R) against every x row in DotBlock's R x M blocks: M = 1 for int4 codes, whose 4 x 2
+// block spilled (one x row at a time ran 10-12 % faster at K = 14336, m = 16), 2 for bytes (20 % faster
+// than 1 at K = 4096 and 14336).
 template <Codes C, int R, bool kWholeChunks>
 LOWBIT_AVX2 void Rows(const Plan& plan, const int64_t* n) {
+  constexpr int kXRows = C == Codes::Int4 ? 1 : 2;
   float out[2 * R];
   const int64_t m = plan.x->rows;
   int64_t i0 = 0;
-  for (; i0 + 2 <= m; i0 += 2) {
-    DotBlock<C, R, 2, kWholeChunks>(plan, i0, n, out);
-    Finish<R, 2>(plan, i0, n, out);
+  for (; i0 + kXRows <= m; i0 += kXRows) {
+    DotBlock<C, R, kXRows, kWholeChunks>(plan, i0, n, out);
+    Finish<R, kXRows>(plan, i0, n, out);
   }
   if (i0 < m) {
     DotBlock<C, R, 1, kWholeChunks>(plan, i0, n, out);
@@ -468,13 +575,32 @@ LOWBIT_AVX2 void Rows(const Plan& plan, const int64_t* n) {
   }
 }
 
-// Four weight rows per step (measured best on Zen 3: 2 and 8 were 25-30 % slower), from four quarters of the
-// range (row_streams.h).
+// Weight rows [n_begin, n_end) against x rows i0 .. i0 + M, one weight row at a time (DotRowMany).
+template <Codes C, int M, bool kWholeChunks>
+LOWBIT_AVX2 void RowRangeMany(const Plan& plan, int64_t i0, int64_t n_begin, int64_t n_end) {
+  for (int64_t n = n_begin; n < n_end; ++n) RowMany<C, M, kWholeChunks>(plan, i0, n);
+}
+
+// One x row (decode), or rows too long for DotRowMany: four weight rows per step (measured best on Zen 3
+// for one x row: 2 and 8 were 25-30 % slower), from four quarters of the range (row_streams.h). More x
+// rows (batched decode): blocks of x_rows_per_block x rows, each against the whole range before the next,
+// so that the block's codes stay in L1 while the weight rows pass (DotRowMany).
 template <Codes C, bool kWholeChunks>
 LOWBIT_AVX2 void RowRange(const Plan& plan, int64_t n_begin, int64_t n_end) {
-  for_rows_in_four_streams(
-      n_begin, n_end, [&](const int64_t* n) { Rows<C, kRowStreams, kWholeChunks>(plan, n); },
-      [&](const int64_t* n) { Rows<C, 1, kWholeChunks>(plan, n); });
+  const int64_t m = plan.x->rows, most = plan.x_rows_per_block;
+  if (m == 1 || most < 2) {
+    for_rows_in_four_streams(
+        n_begin, n_end, [&](const int64_t* n) { Rows<C, kRowStreams, kWholeChunks>(plan, n); },
+        [&](const int64_t* n) { Rows<C, 1, kWholeChunks>(plan, n); });
+    return;
+  }
+  int64_t i0 = 0;
+  if (most >= 8)
+    for (; i0 + 8 <= m; i0 += 8) RowRangeMany<C, 8, kWholeChunks>(plan, i0, n_begin, n_end);
+  if (most >= 4)
+    for (; i0 + 4 <= m; i0 += 4) RowRangeMany<C, 4, kWholeChunks>(plan, i0, n_begin, n_end);
+  for (; i0 + 2 <= m; i0 += 2) RowRangeMany<C, 2, kWholeChunks>(plan, i0, n_begin, n_end);
+  if (i0 < m) RowRangeMany<C, 1, kWholeChunks>(plan, i0, n_begin, n_end);
 }
 
 template <Codes C>
@@ -495,6 +621,7 @@ void int16_gemv_rows(const Int16Activations& x, const PackedMatrix& w, const flo
   plan.per_group = w.group_size >= w.cols ? std::max<int64_t>(plan.full, 1) : w.group_size / kInt16Chunk;
   plan.tail = plan.full * kInt16Chunk;
   plan.x_stride = x.chunks * kInt16Chunk;
+  plan.x_rows_per_block = x_rows_per_block(w.codes, w.cols);
   switch (w.codes) {
     case Codes::Int4:
       return RowRangeFor<Codes::Int4>(plan, n_begin, n_end);

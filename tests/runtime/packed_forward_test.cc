@@ -142,22 +142,10 @@ TEST(PackedModel, PlaceholderWeightsCannotBeReadAsDense) {
   EXPECT_THROW(Transformer(*packed.model), Error);
 }
 
-TEST(PackedModel, DecodeBatchEqualsOneSessionPerSequence) {
-  testing::TempDir tmp("packed_batch");
-  testing::TinySpec ts;
-  ts.hidden = 64;
-  ts.intermediate = 128;
-  const testing::TinyModel tiny = testing::write_tiny_model(tmp.path() / "float", ts);
-  testing::CtSpec spec;
-  spec.scheme.weights = args(QuantType::Int, 4, QuantStrategy::Group, 32, true);
-  spec.format = "pack-quantized";
-  testing::write_ct_checkpoint(tiny, tmp.path() / "q", spec);
-  const formats::OpenedQuantizedModel packed =
-      formats::open_compressed_tensors(tmp.path() / "q", {.keep_packed = true});
-  Transformer tf(*packed.model, make_packed_linear_factory(packed.quant));
+// Decodes `prompts` in lockstep and one by one for four steps; every logit must be bit-equal.
+void expect_batch_equals_single(const Transformer& tf, const std::vector<std::vector<int32_t>>& prompts,
+                                const std::string& what) {
   const int64_t vocab = tf.config().vocab_size;
-  // Three sequences of different lengths, then four lockstep steps.
-  const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {7, 8, 9, 10, 11}, {5}};
   std::vector<std::unique_ptr<Session>> batched, single;
   std::vector<Session*> ptrs;
   std::vector<int32_t> next;
@@ -179,18 +167,48 @@ TEST(PackedModel, DecodeBatchEqualsOneSessionPerSequence) {
         // The gemv kernels sum each output in the same order whatever the number of rows: bit-equal.
         ASSERT_EQ(logits[b * static_cast<size_t>(vocab) + static_cast<size_t>(v)],
                   one[static_cast<size_t>(v)])
-            << "step " << step << " sequence " << b << " logit " << v;
+            << what << " step " << step << " sequence " << b << " logit " << v;
       }
       EXPECT_EQ(batched[b]->position(), single[b]->position());
       next[b] = (next[b] * 7 + step) % static_cast<int32_t>(vocab);
     }
   }
-  // Mismatched inputs are errors.
-  EXPECT_THROW(decode_batch(tf, ptrs, std::vector<int32_t>{1}, &logits), Error);
-  Transformer other(*packed.model, make_packed_linear_factory(packed.quant));
-  Session stranger(other);
-  std::vector<Session*> mixed = {ptrs[0], &stranger};
-  EXPECT_THROW(decode_batch(tf, mixed, std::vector<int32_t>{1, 2}, &logits), Error);
+}
+
+TEST(PackedModel, DecodeBatchEqualsOneSessionPerSequence) {
+  testing::TempDir tmp("packed_batch");
+  testing::TinySpec ts;
+  ts.hidden = 128;
+  ts.intermediate = 256;
+  const testing::TinyModel tiny = testing::write_tiny_model(tmp.path() / "float", ts);
+  // Sequences of different lengths: 3 of them, then 15, which the int16 kernels take as blocks of 8, 4, 2
+  // and 1 x rows.
+  std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {7, 8, 9, 10, 11}, {5}};
+  std::vector<std::vector<int32_t>> many;
+  for (int32_t b = 0; b < 15; ++b) many.push_back(std::vector<int32_t>(1 + b % 4, 2 + b));
+  // Groups of 32 columns split the kernels' 64-column chunks; groups of 128 hold two.
+  for (int64_t group : {32, 128}) {
+    testing::CtSpec spec;
+    spec.scheme.weights = args(QuantType::Int, 4, QuantStrategy::Group, group, true);
+    spec.format = "pack-quantized";
+    const auto dir = tmp.path() / ("q" + std::to_string(group));
+    testing::write_ct_checkpoint(tiny, dir, spec);
+    const formats::OpenedQuantizedModel packed = formats::open_compressed_tensors(dir, {.keep_packed = true});
+    Transformer tf(*packed.model, make_packed_linear_factory(packed.quant));
+    expect_batch_equals_single(tf, prompts, "g" + std::to_string(group) + " batch 3");
+    expect_batch_equals_single(tf, many, "g" + std::to_string(group) + " batch 15");
+    if (group != 32) continue;
+    // Mismatched inputs are errors.
+    std::vector<float> logits;
+    Session a(tf);
+    a.forward(prompts[0], Logits::None, nullptr);
+    std::vector<Session*> ptrs = {&a};
+    EXPECT_THROW(decode_batch(tf, ptrs, std::vector<int32_t>{1, 2}, &logits), Error);
+    Transformer other(*packed.model, make_packed_linear_factory(packed.quant));
+    Session stranger(other);
+    std::vector<Session*> mixed = {&a, &stranger};
+    EXPECT_THROW(decode_batch(tf, mixed, std::vector<int32_t>{1, 2}, &logits), Error);
+  }
 }
 
 }  // namespace
