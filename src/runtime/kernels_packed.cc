@@ -41,6 +41,22 @@ constexpr size_t kGemvMinChunkBytes = size_t{32} << 10;
 // stay in L2-ish buffers (at most 2 MiB of fp32 per thread).
 constexpr size_t kTileBytes = size_t{2} << 20;
 
+// Rows per tile for an N x K weight on `threads` pool threads: each thread's share of the rows (rounded up
+// to 16) cut into as few equal tiles as kTileBytes allows, so every thread gets the same work. Cutting the
+// rows into kTileBytes tiles regardless left the reference model's gate/up projections (2048 x 768) with
+// tiles of 672, 672, 672 and 32 rows, i.e. 1344 rows for one thread and 704 for the other, and down_proj
+// (768 x 2048) with 2 tiles against 1.
+int64_t packed_tile_rows(int64_t N, int64_t K, int threads) {
+  const auto fit =
+      static_cast<int64_t>(kTileBytes / (static_cast<size_t>(std::max<int64_t>(K, 1)) * sizeof(float)));
+  // A multiple of 16, so that rounding the equal share up to 16 rows stays within kTileBytes.
+  const int64_t by_bytes = std::max<int64_t>(16, fit / 16 * 16);
+  const int64_t per_thread = (N + threads - 1) / std::max(threads, 1);
+  const int64_t tiles_per_thread = std::max<int64_t>(1, (per_thread + by_bytes - 1) / by_bytes);
+  const int64_t rows = (per_thread + tiles_per_thread - 1) / tiles_per_thread;
+  return std::max<int64_t>(16, (rows + 15) / 16 * 16);
+}
+
 // fp8 values as the kernels see them: e4m3 / 256 (kernels_packed_hwy.cc folds 2^8 into the scales), e5m2.
 struct Fp8Tables {
   std::array<float, 256> e4m3, e5m2;
@@ -253,10 +269,7 @@ void packed_tiled_sgemm(const float* x, int64_t m, const PackedMatrix& w, const 
   const int64_t N = w.rows, K = w.cols;
   if (K == 0) return packed_gemv(x, m, w, bias, y);
   if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
-  const int threads = global_pool().size();
-  const int64_t per_thread = (N + threads - 1) / threads;
-  const auto by_bytes = static_cast<int64_t>(kTileBytes / (static_cast<size_t>(K) * sizeof(float)));
-  const int64_t tile = std::max<int64_t>(16, std::min(by_bytes, per_thread) / 16 * 16);
+  const int64_t tile = packed_tile_rows(N, K, global_pool().size());
   const int64_t tiles = (N + tile - 1) / tile;
   global_pool().parallel_for(static_cast<size_t>(tiles), 1, [&](size_t t_begin, size_t t_end) {
     std::vector<float>& buffer = thread_buffer();
