@@ -237,6 +237,13 @@ TEST(PackedKernels, Int4ChannelAndTensorWithRaggedRows) {
   }
 }
 
+TEST(PackedKernels, LongRowsKeepTheDecodeBlockForBatches) {
+  // Rows too long for the batched block's x rows to stay in L1 (int4 beyond 4096 columns, bytes beyond
+  // 2048): several x rows go through the decode block instead, one (int4) or two (bytes) at a time.
+  check_all_paths(int_args(4, QuantStrategy::Group, 64, true), {5, 4160}, true, "int4 g64 long rows");
+  check_all_paths(int_args(8, QuantStrategy::Channel, 0, false), {3, 2112}, true, "uint8 long rows");
+}
+
 TEST(PackedKernels, Int8PackedAndPlainCodes) {
   for (bool symmetric : {true, false}) {
     for (bool words : {true, false}) {
