@@ -186,17 +186,18 @@ TEST(PackedModel, DecodeBatchEqualsOneSessionPerSequence) {
   std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {7, 8, 9, 10, 11}, {5}};
   std::vector<std::vector<int32_t>> many;
   for (int32_t b = 0; b < 15; ++b) many.push_back(std::vector<int32_t>(1 + b % 4, 2 + b));
-  // Groups of 32 columns split the kernels' 64-column chunks; groups of 128 hold two.
-  for (int64_t group : {32, 128}) {
+  // int4 and 8-bit codes; groups of 32 columns split the kernels' 64-column chunks, groups of 128 hold two.
+  for (const auto& [bits, group] : {std::pair{4, 32}, std::pair{4, 128}, std::pair{8, 128}}) {
     testing::CtSpec spec;
-    spec.scheme.weights = args(QuantType::Int, 4, QuantStrategy::Group, group, true);
+    spec.scheme.weights = args(QuantType::Int, bits, QuantStrategy::Group, group, true);
     spec.format = "pack-quantized";
-    const auto dir = tmp.path() / ("q" + std::to_string(group));
+    const std::string name = "w" + std::to_string(bits) + " g" + std::to_string(group);
+    const auto dir = tmp.path() / ("w" + std::to_string(bits) + "g" + std::to_string(group));
     testing::write_ct_checkpoint(tiny, dir, spec);
     const formats::OpenedQuantizedModel packed = formats::open_compressed_tensors(dir, {.keep_packed = true});
     Transformer tf(*packed.model, make_packed_linear_factory(packed.quant));
-    expect_batch_equals_single(tf, prompts, "g" + std::to_string(group) + " batch 3");
-    expect_batch_equals_single(tf, many, "g" + std::to_string(group) + " batch 15");
+    expect_batch_equals_single(tf, prompts, name + " batch 3");
+    expect_batch_equals_single(tf, many, name + " batch 15");
     if (group != 32) continue;
     // Mismatched inputs are errors.
     std::vector<float> logits;
