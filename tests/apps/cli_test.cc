@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include "apps/cli_runner.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -48,6 +49,32 @@ TEST(Cli, PplJsonMatchesTransformersOnDemoText) {
   EXPECT_NEAR(j["ppl"].get<double>(), 4.1239, 4.1239 * 1e-3);
   EXPECT_EQ(j["windows"].get<int>(), 57);
   EXPECT_EQ(j["tokens"].get<int>(), 57 * 255);
+}
+
+TEST(Cli, BenchCompareRoundsReportsEachRoundAndTheirMedian) {
+  const CliResult r =
+      run_cli("bench " + kModel + " --compare " + kModel +
+                  " --rounds 3 --prompt-len 8 --gen-len 4 --batch 1,2 --repeat 1 --no-bandwidth --json",
+              false);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["rounds"].size(), 3u);
+  EXPECT_EQ(j["ratios"], j["rounds"][0]);                            // the tables' round
+  EXPECT_DOUBLE_EQ(j["ratios"]["weight_bytes"].get<double>(), 1.0);  // the same model twice
+  ASSERT_EQ(j["ratios_median"]["batches"].size(), 2u);
+  for (size_t b = 0; b < 2; ++b) {
+    for (const char* key : {"decode_tok_s", "prefill_tok_s", "ttft_s", "itl_mean_s", "e2e_s"}) {
+      std::array<double, 3> v{};
+      for (size_t i = 0; i < 3; ++i) v[i] = j["rounds"][i]["batches"][b][key].get<double>();
+      std::sort(v.begin(), v.end());
+      EXPECT_GT(v[0], 0.0) << key;
+      EXPECT_DOUBLE_EQ(j["ratios_median"]["batches"][b][key].get<double>(), v[1]) << key;
+    }
+  }
+  // Rounds are pairs: without --compare they are an error.
+  const CliResult alone = run_cli("bench " + kModel + " --rounds 2");
+  EXPECT_NE(alone.exit_code, 0);
+  EXPECT_NE(alone.out.find("--compare"), std::string::npos) << alone.out;
 }
 
 TEST(Cli, MissingModelFolderIsAClearError) {

@@ -1,6 +1,8 @@
 // lowbit bench MODEL: load time, weight memory, peak RSS, prefill/TTFT, inter-token latency and decode
 // throughput per batch size, next to the memory-bandwidth floor for decode measured in the same run.
-// `--compare OTHER` measures a second model in the same invocation and prints MODEL / OTHER ratios.
+// `--compare OTHER` measures a second model in the same invocation and prints MODEL / OTHER ratios;
+// `--rounds N` measures the two alternately N times and adds each round's ratios and their medians, which on
+// a machine shared with other jobs are steadier than one pair.
 //
 // Each model is measured in a child process (fork), so that its peak RSS is its own: the high-water mark
 // of a process cannot be reset, and two models in one process would share one.
@@ -8,9 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "apps/cli/commands.h"
 #include "apps/cli/loaded_model.h"
@@ -28,6 +32,7 @@ struct BenchArgs {
   eval::SpeedOptions speed;
   bool skip_bandwidth = false;
   bool dequantize = false;
+  int rounds = 1;  // pairs of MODEL and OTHER measured alternately (with --compare)
 };
 
 nlohmann::json to_json(const eval::Summary& s) {
@@ -161,6 +166,23 @@ nlohmann::json ratios(const nlohmann::json& a, const nlohmann::json& b) {
   return out;
 }
 
+// The median over rounds of each per-batch ratio (ratios()' "batches"), keyed like one round's.
+nlohmann::json median_ratios(const std::vector<nlohmann::json>& rounds) {
+  nlohmann::json per_batch = nlohmann::json::array();
+  for (size_t b = 0; b < rounds.front()["batches"].size(); ++b) {
+    nlohmann::json entry = {{"batch", rounds.front()["batches"][b]["batch"]}};
+    for (const char* key : {"ttft_s", "prefill_tok_s", "itl_mean_s", "decode_tok_s", "e2e_s"}) {
+      std::vector<double> v;
+      for (const nlohmann::json& r : rounds) v.push_back(r["batches"][b][key].get<double>());
+      std::sort(v.begin(), v.end());
+      const size_t n = v.size();
+      entry[key] = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    }
+    per_batch.push_back(entry);
+  }
+  return {{"rounds", rounds.size()}, {"batches", per_batch}};
+}
+
 void print_model(const nlohmann::json& m, double bandwidth) {
   const double weights = m["decode_weight_bytes"].get<double>();
   fmt::print("model {}  ({})\n", m["model"].get<std::string>(), m["quantization"].get<std::string>());
@@ -202,7 +224,16 @@ void print_model(const nlohmann::json& m, double bandwidth) {
 int run_bench(const BenchArgs& args) {
   nlohmann::json first = measure_in_child(args.model, args);
   nlohmann::json other;
-  if (!args.compare.empty()) other = measure_in_child(args.compare, args);
+  std::vector<nlohmann::json> rounds;  // MODEL / OTHER ratios of each round
+  if (!args.compare.empty()) {
+    other = measure_in_child(args.compare, args);
+    rounds.push_back(ratios(first, other));
+    for (int r = 1; r < args.rounds; ++r) {
+      if (!args.common.json) fmt::print(stderr, "bench: round {} of {}\n", r + 1, args.rounds);
+      const nlohmann::json a = measure_in_child(args.model, args);
+      rounds.push_back(ratios(a, measure_in_child(args.compare, args)));
+    }
+  }
   apply_threads(args.common);
   const double bandwidth = args.skip_bandwidth ? 0.0 : eval::measure_read_bandwidth();
   // Decode cannot beat reading every weight once per step: that is its floor. Attention also reads the
@@ -226,7 +257,11 @@ int run_bench(const BenchArgs& args) {
     out["read_bandwidth_bytes_s"] = bandwidth;
     if (!other.is_null()) {
       out["compare"] = other;
-      out["ratios"] = ratios(first, other);
+      out["ratios"] = rounds.front();
+      if (rounds.size() > 1) {
+        out["rounds"] = rounds;
+        out["ratios_median"] = median_ratios(rounds);
+      }
     }
     fmt::print("{}\n", out.dump());
     return 0;
@@ -242,6 +277,19 @@ int run_bench(const BenchArgs& args) {
     fmt::print("  batch {:>3}: prefill {:.2f}x  TTFT {:.3f}  ITL {:.3f}  decode {:.2f}x  e2e {:.3f}\n",
                b["batch"].get<int64_t>(), b["prefill_tok_s"].get<double>(), b["ttft_s"].get<double>(),
                b["itl_mean_s"].get<double>(), b["decode_tok_s"].get<double>(), b["e2e_s"].get<double>());
+  }
+  if (rounds.size() < 2) return 0;
+  const nlohmann::json med = median_ratios(rounds);
+  fmt::print("ratios over {} rounds (each pair measured in turn):\n", rounds.size());
+  for (size_t b = 0; b < med["batches"].size(); ++b) {
+    for (const char* key : {"decode_tok_s", "prefill_tok_s"}) {
+      std::string each;
+      for (const nlohmann::json& round : rounds)
+        each += fmt::format(" {:.2f}", round["batches"][b][key].get<double>());
+      fmt::print("  batch {:>3} {:<8}{}   median {:.2f}x\n", med["batches"][b]["batch"].get<int64_t>(),
+                 key == std::string("decode_tok_s") ? "decode" : "prefill", each,
+                 med["batches"][b][key].get<double>());
+    }
   }
   return 0;
 }
@@ -274,6 +322,12 @@ void register_bench(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& co
   cmd->add_option("--compare", args->compare,
                   "A second model measured in the same run; prints MODEL / OTHER ratios")
       ->check(CLI::ExistingDirectory);
+  cmd->add_option("--rounds", args->rounds,
+                  "With --compare: measure MODEL and OTHER alternately this many times and report each "
+                  "round's ratios and their median (steadier on a shared machine); the tables show round 1")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->needs("--compare");
   cmd->add_flag("--dequantize", args->dequantize,
                 "Run quantized checkpoints dequantized at load (the fake-quant path) instead of packed");
   cmd->add_flag("--no-bandwidth", args->skip_bandwidth, "Skip measuring memory bandwidth");
