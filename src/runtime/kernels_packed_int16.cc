@@ -394,11 +394,7 @@ LOWBIT_AVX2 void DotBlock(const Plan& plan, int64_t i0, const int64_t* n, float*
       }
       for (int r = 0; r < R; ++r) {
         const __m256 s = _mm256_broadcast_ss(&w.scales[n[r] * G + g]);
-        const float zt = w.zero_term(n[r] * G + g);
-        for (int i = 0; i < M; ++i) {
-          total[r][i] = _mm256_fmadd_ps(group[r][i], s, total[r][i]);
-          zero[r][i] += zt * gsum[i * G + g];
-        }
+        for (int i = 0; i < M; ++i) total[r][i] = _mm256_fmadd_ps(group[r][i], s, total[r][i]);
       }
     }
   } else {
@@ -421,7 +417,9 @@ LOWBIT_AVX2 void DotBlock(const Plan& plan, int64_t i0, const int64_t* n, float*
       }
     }
   }
-  if (!kWholeChunks && w.has_zero_terms()) {
+  // The zero terms of every group, the tail's included (Finish adds the tail's products without them): in
+  // the group loop they were missed when a row has no full chunk (K < 64).
+  if (w.has_zero_terms()) {
     for (int r = 0; r < R; ++r)
       for (int64_t g = 0; g < G; ++g)
         for (int i = 0; i < M; ++i) zero[r][i] += w.zero_term(n[r] * G + g) * gsum[i * G + g];
@@ -504,18 +502,23 @@ LOWBIT_AVX2 void DotRowMany(const Plan& plan, int64_t i0, int64_t n, float* out)
   const int16_t* xq = x.codes.data() + i0 * stride;
   const float* lane_scales = x.lane_scales.data() + i0 * chunks * 8;
   const float* gsum = x.group_sums.data() + i0 * G;
-  alignas(32) float total[M][8] = {};
+  // Each x row's total, in memory between groups; the first group sets it (an initializer compiled to a
+  // rep stos per call). No full chunk at all (K < 64) leaves it 0.
+  alignas(32) float total[M][8];
   __m256 sum[M];
   if constexpr (kWholeChunks) {
-    for (int64_t g = 0, c = 0; c < full; ++g) {
+    for (int64_t g = 0, c = 0; g == 0 || c < full; ++g) {
       const int64_t c_end = std::min(full, c + plan.per_group);
       for (int i = 0; i < M; ++i) sum[i] = _mm256_setzero_ps();
       for (; c < c_end; ++c)
         ManyProducts<C, M, true>(row, c, xq, stride, lane_scales + c * 8, chunks * 8, _mm256_setzero_ps(),
                                  sum);
-      const __m256 s = _mm256_broadcast_ss(scale_row + g);
-      for (int i = 0; i < M; ++i)
-        _mm256_store_ps(total[i], _mm256_fmadd_ps(sum[i], s, _mm256_load_ps(total[i])));
+      // DotBlock's total starts at 0 and takes fma(group, s, total): the same operations.
+      const __m256 s = full > 0 ? _mm256_broadcast_ss(scale_row + g) : _mm256_setzero_ps();
+      for (int i = 0; i < M; ++i) {
+        const __m256 before = g == 0 ? _mm256_setzero_ps() : _mm256_load_ps(total[i]);
+        _mm256_store_ps(total[i], _mm256_fmadd_ps(sum[i], s, before));
+      }
     }
   } else {
     const int64_t gs = w.group_size;

@@ -233,6 +233,8 @@ TEST(PackedKernels, Int4ChannelAndTensorWithRaggedRows) {
     check_all_paths(int_args(4, QuantStrategy::Channel, 0, symmetric), {11, 200}, true, "int4 channel");
     // K = 100: the last word of each row is half full.
     check_all_paths(int_args(4, QuantStrategy::Channel, 0, symmetric), {3, 100}, true, "int4 channel K%8");
+    // K = 40: no full chunk at all, only the tail.
+    check_all_paths(int_args(4, QuantStrategy::Channel, 0, symmetric), {6, 40}, true, "int4 channel K<64");
     check_all_paths(int_args(4, QuantStrategy::Tensor, 0, symmetric), {17, 136}, true, "int4 tensor");
   }
 }
