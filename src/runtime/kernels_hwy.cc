@@ -67,8 +67,6 @@ constexpr int kMaxXRows = 4;
 constexpr int kMaxXRows = 2;
 #endif
 constexpr int kWeightRows = kRowStreams;  // row_streams.h
-// How far ahead of its reads each stream is prefetched (bytes).
-constexpr int64_t kPrefetchBytes = 1024;
 
 // out[i * R + r] = dot(x row i, W row r) over K for the R weight rows `w[r]` and M x rows.
 template <DType T, int R, int M>
@@ -84,7 +82,8 @@ HWY_INLINE void DotBlock(const float* HWY_RESTRICT x, int64_t K, const typename 
     VF wv[R];
     // Each row is read as part of its own sequential stream (GemvTyped); a prefetch never faults, so running
     // past the last row is harmless.
-    for (int r = 0; r < R; ++r) hwy::Prefetch(reinterpret_cast<const char*>(w[r] + k) + kPrefetchBytes);
+    for (int r = 0; r < R; ++r)
+      hwy::Prefetch(reinterpret_cast<const char*>(w[r] + k) + kRowStreamPrefetchBytes);
     for (int r = 0; r < R; ++r) wv[r] = Widen<T>::Load(df, w[r] + k);
     for (int i = 0; i < M; ++i) {
       const VF xv = hn::LoadU(df, x + i * K + k);
@@ -485,7 +484,7 @@ float SumFourStreams(const float* a, size_t n) {
   VF s0 = hn::Zero(df), s1 = s0, s2 = s0, s3 = s0;
   for (size_t i = 0; i < q; i += lanes) {
     for (size_t part = 0; part < 4; ++part)
-      hwy::Prefetch(a + part * stride + i + kPrefetchBytes / sizeof(float));
+      hwy::Prefetch(a + part * stride + i + kRowStreamPrefetchBytes / sizeof(float));
     s0 = hn::Add(s0, hn::LoadU(df, a + i));
     s1 = hn::Add(s1, hn::LoadU(df, a + stride + i));
     s2 = hn::Add(s2, hn::LoadU(df, a + 2 * stride + i));

@@ -135,9 +135,6 @@ LOWBIT_AVX2 inline __m256 FmaVectors(const float* w8, const float* x, int64_t co
   return acc;
 }
 
-// How far ahead of its reads each row's stream is prefetched.
-constexpr int64_t kPrefetchBytes = 1024;
-
 enum class Block { Done, ScaleOutOfRange, NanCode };
 
 // Rows n[0 .. R) against x rows i0 .. i0 + M - 1, summed as the fp32 decoder sums (see the top of the
@@ -170,7 +167,7 @@ LOWBIT_AVX2 Block DotBlock(const Call& call, const int64_t* n, int64_t i0, float
       for (int r = 0; r < R; ++r) {
         // Each row is read as part of a sequential stream (fp8_gemv_rows); without a prefetch ahead of it
         // the loads stall on DRAM (40 % of this loop's samples with the previous row order).
-        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + k + kPrefetchBytes), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + k + kRowStreamPrefetchBytes), _MM_HINT_T0);
         __m256 f[4];
         DecodeChunk(rows[r] + k, table[r], nan_max, f);
         for (int i = 0; i < M; ++i) {

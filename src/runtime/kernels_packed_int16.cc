@@ -221,13 +221,11 @@ LOWBIT_AVX2 inline XChunk LoadXChunk(const int16_t* xq) {
 template <Codes C>
 constexpr int64_t kChunkBytes = C == Codes::Int4 ? kInt16Chunk / 2 : kInt16Chunk;
 
-// How far ahead of its reads each row's stream is prefetched (RowRange reads every row as part of a
-// sequential stream). A prefetch never faults, so running past the last row is fine.
-constexpr int64_t kPrefetchBytes = 1024;
+// Prefetches each row's stream kRowStreamPrefetchBytes ahead (row_streams.h).
 template <Codes C, int R>
 LOWBIT_AVX2 inline void PrefetchAhead(const uint8_t* const* rows, int64_t chunk) {
   for (int r = 0; r < R; ++r)
-    _mm_prefetch(reinterpret_cast<const char*>(rows[r] + chunk * kChunkBytes<C> + kPrefetchBytes),
+    _mm_prefetch(reinterpret_cast<const char*>(rows[r] + chunk * kChunkBytes<C> + kRowStreamPrefetchBytes),
                  _MM_HINT_T0);
 }
 

@@ -13,6 +13,9 @@
 namespace lowbit::kernels {
 
 constexpr int kRowStreams = 4;  // rows per step, one from each quarter
+// How far ahead of its reads each row's stream is prefetched, in bytes. A prefetch never faults, so running
+// past the last row is harmless.
+constexpr int64_t kRowStreamPrefetchBytes = 1024;
 
 // Calls four(n) with n[kRowStreams] = the j-th row of each quarter of [n_begin, n_end), for every j, then
 // one(&row) for each row the quarters leave over.
