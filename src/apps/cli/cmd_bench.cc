@@ -10,10 +10,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <utility>
 #include <vector>
 
 #include "apps/cli/commands.h"
@@ -174,9 +174,7 @@ nlohmann::json median_ratios(const std::vector<nlohmann::json>& rounds) {
     for (const char* key : {"ttft_s", "prefill_tok_s", "itl_mean_s", "decode_tok_s", "e2e_s"}) {
       std::vector<double> v;
       for (const nlohmann::json& r : rounds) v.push_back(r["batches"][b][key].get<double>());
-      std::sort(v.begin(), v.end());
-      const size_t n = v.size();
-      entry[key] = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+      entry[key] = eval::summarize(std::move(v)).median;
     }
     per_batch.push_back(entry);
   }
