@@ -43,12 +43,10 @@ constexpr size_t kGemvMinChunkBytes = size_t{64} << 10;
 constexpr int64_t kMinTileRows = 256;
 constexpr size_t kTileBytes = size_t{4} << 20;
 
-// Tile height for an N x K weight: as above, but never so tall that a pool thread is left without one.
+// Tile height for an N x K weight: as above, in equal tiles per pool thread (equal_tile_rows).
 int64_t tile_rows(int64_t N, int64_t K, int threads) {
   const auto by_bytes = static_cast<int64_t>(kTileBytes / (static_cast<size_t>(K) * sizeof(float)));
-  const int64_t per_thread = (N + threads - 1) / threads;
-  const int64_t rows = std::min(std::max(kMinTileRows, by_bytes), per_thread);
-  return (rows + 15) / 16 * 16;
+  return equal_tile_rows(N, std::max(kMinTileRows, by_bytes), threads);
 }
 
 bool fast_dtype(DType t) {
@@ -79,6 +77,14 @@ std::vector<float>& thread_tile() {
 }
 
 }  // namespace
+
+int64_t equal_tile_rows(int64_t N, int64_t max_rows, int threads) {
+  const int64_t most = std::max<int64_t>(16, max_rows / 16 * 16);  // so rounding up to 16 stays within it
+  const int64_t per_thread = (N + threads - 1) / std::max(threads, 1);
+  const int64_t tiles_per_thread = std::max<int64_t>(1, (per_thread + most - 1) / most);
+  const int64_t rows = (per_thread + tiles_per_thread - 1) / tiles_per_thread;
+  return std::max<int64_t>(16, (rows + 15) / 16 * 16);
+}
 
 int64_t linear_gemm_min_rows() {
   return kLinearGemmMinRows;

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "io/dtype.h"
+#include "runtime/kernels_linear.h"
 #include "runtime/kernels_packed_fp8.h"
 #include "runtime/kernels_packed_hwy.h"
 #include "runtime/kernels_packed_int16.h"
@@ -41,20 +42,14 @@ constexpr size_t kGemvMinChunkBytes = size_t{32} << 10;
 // stay in L2-ish buffers (at most 2 MiB of fp32 per thread).
 constexpr size_t kTileBytes = size_t{2} << 20;
 
-// Rows per tile for an N x K weight on `threads` pool threads: each thread's share of the rows (rounded up
-// to 16) cut into as few equal tiles as kTileBytes allows, so every thread gets the same work. Cutting the
-// rows into kTileBytes tiles regardless left the reference model's gate/up projections (2048 x 768) with
-// tiles of 672, 672, 672 and 32 rows, i.e. 1344 rows for one thread and 704 for the other, and down_proj
-// (768 x 2048) with 2 tiles against 1.
+// Rows per tile for an N x K weight on `threads` pool threads: equal tiles of at most kTileBytes per
+// thread (equal_tile_rows). Cutting the rows into kTileBytes tiles from the first row left the reference
+// model's gate/up projections (2048 x 768) with tiles of 672, 672, 672 and 32 rows, i.e. 1344 rows for one
+// thread and 704 for the other, and down_proj (768 x 2048) with 2 tiles against 1.
 int64_t packed_tile_rows(int64_t N, int64_t K, int threads) {
   const auto fit =
       static_cast<int64_t>(kTileBytes / (static_cast<size_t>(std::max<int64_t>(K, 1)) * sizeof(float)));
-  // A multiple of 16, so that rounding the equal share up to 16 rows stays within kTileBytes.
-  const int64_t by_bytes = std::max<int64_t>(16, fit / 16 * 16);
-  const int64_t per_thread = (N + threads - 1) / std::max(threads, 1);
-  const int64_t tiles_per_thread = std::max<int64_t>(1, (per_thread + by_bytes - 1) / by_bytes);
-  const int64_t rows = (per_thread + tiles_per_thread - 1) / tiles_per_thread;
-  return std::max<int64_t>(16, (rows + 15) / 16 * 16);
+  return equal_tile_rows(N, fit, threads);
 }
 
 // fp8 values as the kernels see them: e4m3 / 256 (kernels_packed_hwy.cc folds 2^8 into the scales), e5m2.
