@@ -18,8 +18,9 @@
 //
 // Products (parallel over output rows on the global pool, like kernels::linear):
 //   packed_gemv        m = 1 .. few: streams the codes once per call, up to 4 x rows per weight load; for
-//                      int4 / 8-bit integer codes on AVX2 CPUs with x rounded to int16 codes per 32 columns
-//                      (kernels_packed_int16.h: exact integer products, 2^-16 of the block maximum);
+//                      int4 / 8-bit integer codes on AVX2 CPUs with x rounded to int16 codes per 32 columns,
+//                      or, against int4 codes, to int8 codes per 8 columns (kernels_packed_int16.h: exact
+//                      integer products; 2^-16 or 2^-8 of the block maximum);
 //   packed_tiled_sgemm prefill: dequantizes a tile of rows into a small per-thread fp32 buffer, then the
 //                      tile times x with single-threaded OpenBLAS sgemm (same policy as kernels_linear.cc);
 //   int8_linear        W8A8: int8 activation codes (per token or per tensor) times int8 weight codes with
@@ -80,8 +81,9 @@ void packed_linear(const float* x, int64_t m, const PackedMatrix& w, const float
 enum class GemvPath { Auto, Float };
 void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y,
                  GemvPath path = GemvPath::Auto);
-// Whether packed_gemv's Auto path rounds x to int16 codes for w: the CPU has AVX2 + FMA, w has integer codes
-// in whole blocks of 32 columns, and the int16 kernels are enabled.
+// Whether packed_gemv's Auto path rounds x to integer codes for w (int16, or int8 for int4 weights:
+// int16_activation_bits): the CPU has AVX2 + FMA, w has integer codes in whole blocks of 32 columns, and the
+// int16 kernels are enabled.
 bool packed_gemv_uses_int16(const PackedMatrix& w);
 // Whether packed_gemv's Auto path decodes w's E4M3 codes by table (kernels_packed_fp8.h): bf16-rounded
 // weights, groups of whole 32-column chunks, AVX2 + FMA with Highway on 8-lane vectors, and the switch below

@@ -198,20 +198,31 @@ void check_products(const StoredCase& c, const PackedLinear& lin, Shape s, const
                                " m=" + std::to_string(m) + " threads=" + std::to_string(threads);
       kernels::packed_gemv(x.data(), m, pm, nullptr, y.data(), kernels::GemvPath::Float);
       expect_matches(y, x, m, c, pm, what + " gemv fp32");
-      // The int16-activation kernels multiply x rounded to int16 codes: exact against those values.
-      const bool int16 = kernels::packed_gemv_uses_int16(pm);
-      std::vector<float> x16 = x;
-      if (int16) {
-        kernels::Int16Activations xq;
-        kernels::quantize_int16_activations(x.data(), m, pm, xq);
-        x16 = kernels::int16_activation_values(xq, pm);
-      }
-      kernels::packed_gemv(x.data(), m, pm, nullptr, y.data());
-      expect_matches(y, x16, m, c, pm, what + (int16 ? " gemv int16" : " gemv"));
       kernels::packed_tiled_sgemm(x.data(), m, pm, nullptr, y.data());
       expect_matches(y, x, m, c, pm, what + " sgemm");
-      lin.forward(x.data(), m, y.data());
-      expect_matches(y, m < kernels::packed_gemm_min_rows(pm.codes) ? x16 : x, m, c, pm, what + " forward");
+      // The integer-activation kernels multiply x rounded to int16 codes, or int8 ones for int4 weights
+      // (both are checked): exact against those values.
+      const bool saved = kernels::int8_activations_enabled();
+      for (bool int8 : {true, false}) {
+        kernels::set_int8_activations_enabled(int8);
+        const bool integer = kernels::packed_gemv_uses_int16(pm);
+        const int bits = kernels::int16_activation_bits(pm);
+        std::vector<float> xq_values = x;
+        if (integer) {
+          kernels::Int16Activations xq;
+          kernels::quantize_int16_activations(x.data(), m, pm, xq);
+          EXPECT_EQ(xq.bits, bits);
+          xq_values = kernels::int16_activation_values(xq, pm);
+        }
+        const std::string path = integer ? " int" + std::to_string(bits) : "";
+        kernels::packed_gemv(x.data(), m, pm, nullptr, y.data());
+        expect_matches(y, xq_values, m, c, pm, what + " gemv" + path);
+        lin.forward(x.data(), m, y.data());
+        expect_matches(y, m < kernels::packed_gemm_min_rows(pm.codes) ? xq_values : x, m, c, pm,
+                       what + " forward" + path);
+        if (pm.codes != kernels::Codes::Int4) break;  // byte codes take int16 activations either way
+      }
+      kernels::set_int8_activations_enabled(saved);
     }
   }
   set_global_threads(0);
@@ -240,9 +251,12 @@ TEST(PackedKernels, Int4ChannelAndTensorWithRaggedRows) {
 }
 
 TEST(PackedKernels, LongRowsKeepTheDecodeBlockForBatches) {
-  // Rows too long for the batched block's x rows to stay in L1 (int4 beyond 4096 columns, bytes beyond
-  // 2048): several x rows go through the decode block instead, one (int4) or two (bytes) at a time.
+  // Rows too long for the batched block's x rows to stay in L1 (int16 activation codes beyond 4096 columns
+  // with int4 weights, beyond 2048 with bytes; int8 codes beyond 8192): several x rows go through the decode
+  // block instead, one (int4) or two (bytes) at a time. At 4160 columns int4 with int8 codes takes blocks
+  // of 2 x rows.
   check_all_paths(int_args(4, QuantStrategy::Group, 64, true), {5, 4160}, true, "int4 g64 long rows");
+  check_all_paths(int_args(4, QuantStrategy::Group, 128, true), {3, 8320}, true, "int4 g128 longer rows");
   check_all_paths(int_args(8, QuantStrategy::Channel, 0, false), {3, 2112}, true, "uint8 long rows");
 }
 
@@ -598,60 +612,77 @@ TEST(PackedKernels, Int8RowQuantizerMatchesReference) {
 TEST(PackedKernels, Int16ActivationQuantizerMatchesReference) {
   if (!kernels::have_avx2_fma()) GTEST_SKIP() << "no AVX2 here: only the reference runs";
   for (kernels::Codes codes : {kernels::Codes::Int4, kernels::Codes::UInt8, kernels::Codes::Int8}) {
-    for (int64_t K : {32, 64, 200, 768}) {
-      kernels::PackedMatrix w;
-      w.codes = codes;
-      w.cols = K;
-      w.group_size = 32;
-      const int64_t m = 5;
-      std::vector<float> x = random_values(m * K, static_cast<uint32_t>(K), 3.0f);
-      for (int64_t k = 0; k < 32; ++k) x[static_cast<size_t>(K + k)] = 0.0f;  // row 1, block 0: all zero
-      x[3] = 1e30f;                                                           // a huge magnitude
-      x[static_cast<size_t>(2 * K + 1)] = 1e-38f;                             // tiny ones
-      x[static_cast<size_t>(2 * K + 2)] = -3e-39f;
-      x[static_cast<size_t>(3 * K + 5)] = std::numeric_limits<float>::quiet_NaN();
-      x[static_cast<size_t>(4 * K + 1)] = -std::numeric_limits<float>::infinity();
-      // Row 4, block 1: a maximum of 32767 makes the step exactly 1, so k + 0.5 lies half-way between codes.
-      if (K >= 64) {
-        x[static_cast<size_t>(4 * K + 32)] = 32767.0f;
-        for (int64_t k = 1; k < 32; ++k)
-          x[static_cast<size_t>(4 * K + 32 + k)] = (k % 2 ? 1.0f : -1.0f) * (static_cast<float>(k) + 0.5f);
-      }
-      kernels::Int16Activations fast, ref;
-      kernels::quantize_int16_activations(x.data(), m, w, fast);
-      kernels::quantize_int16_activations_ref(x.data(), m, w, ref);
-      ASSERT_EQ(fast.codes, ref.codes) << "K=" << K;
-      ASSERT_EQ(fast.scales.size(), ref.scales.size());
-      for (size_t i = 0; i < ref.scales.size(); ++i) {
-        if (std::isnan(ref.scales[i])) {
-          EXPECT_TRUE(std::isnan(fast.scales[i])) << "block " << i;
-        } else {
-          EXPECT_EQ(fast.scales[i], ref.scales[i]) << "block " << i;
+    for (int bits : {16, 8}) {
+      if (bits == 8 && codes != kernels::Codes::Int4) continue;  // int8 codes go with int4 weights only
+      const float limit = bits == 8 ? 127.0f : 32767.0f;
+      for (int64_t K : {32, 64, 200, 768}) {
+        kernels::PackedMatrix w;
+        w.codes = codes;
+        w.cols = K;
+        w.group_size = 32;
+        const int64_t m = 5;
+        std::vector<float> x = random_values(m * K, static_cast<uint32_t>(K), 3.0f);
+        for (int64_t k = 0; k < 32; ++k) x[static_cast<size_t>(K + k)] = 0.0f;  // row 1, block 0: all zero
+        x[3] = 1e30f;                                                           // a huge magnitude
+        x[static_cast<size_t>(2 * K + 1)] = 1e-38f;                             // tiny ones
+        x[static_cast<size_t>(2 * K + 2)] = -3e-39f;
+        x[static_cast<size_t>(3 * K + 5)] = std::numeric_limits<float>::quiet_NaN();
+        x[static_cast<size_t>(4 * K + 1)] = -std::numeric_limits<float>::infinity();
+        // Row 4, block 1: a maximum of `limit` makes the step exactly 1, so k + 0.5 lies half-way between
+        // codes.
+        if (K >= 64) {
+          x[static_cast<size_t>(4 * K + 32)] = limit;
+          for (int64_t k = 1; k < 32; ++k)
+            x[static_cast<size_t>(4 * K + 32 + k)] = (k % 2 ? 1.0f : -1.0f) * (static_cast<float>(k) + 0.5f);
         }
-      }
-      for (size_t i = 0; i < ref.group_sums.size(); ++i) {
-        if (!std::isnan(ref.group_sums[i])) {
-          EXPECT_EQ(fast.group_sums[i], ref.group_sums[i]) << "group " << i;
+        const std::string what = "K=" + std::to_string(K) + " bits=" + std::to_string(bits);
+        kernels::Int16Activations fast, ref;
+        kernels::quantize_int16_activations(x.data(), m, w, fast, bits);
+        kernels::quantize_int16_activations_ref(x.data(), m, w, ref, bits);
+        ASSERT_EQ(fast.bits, bits);
+        ASSERT_EQ(ref.bits, bits);
+        ASSERT_EQ(fast.codes, ref.codes) << what;
+        ASSERT_EQ(fast.bytes, ref.bytes) << what;
+        ASSERT_EQ(bits == 8 ? ref.bytes.size() : ref.codes.size(), static_cast<size_t>(m * ref.chunks * 64))
+            << what;
+        ASSERT_EQ(fast.scales.size(), ref.scales.size());
+        for (size_t i = 0; i < ref.scales.size(); ++i) {
+          if (std::isnan(ref.scales[i])) {
+            EXPECT_TRUE(std::isnan(fast.scales[i])) << what << " block " << i;
+          } else {
+            EXPECT_EQ(fast.scales[i], ref.scales[i]) << what << " block " << i;
+          }
+        }
+        for (size_t i = 0; i < ref.group_sums.size(); ++i) {
+          if (!std::isnan(ref.group_sums[i])) {
+            EXPECT_EQ(fast.group_sums[i], ref.group_sums[i]) << what << " group " << i;
+          }
         }
       }
     }
   }
 }
 
-// The int16 activation codes: every chunk position is used once, and each value moves by at most half its
-// block's step (max |x_b| / 32767 / 2, plus the fp32 rounding of code * scale).
+// The integer activation codes: every chunk position is used once, and each value moves by at most half its
+// scale block's step (max |x_b| / 32767 / 2 over 32 columns for int16 codes, / 127 / 2 over 8 for int8, plus
+// the fp32 rounding of code * scale).
 TEST(PackedKernels, Int16ActivationsRoundWithinHalfAStep) {
   for (kernels::Codes codes : {kernels::Codes::Int4, kernels::Codes::UInt8, kernels::Codes::Int8}) {
-    std::vector<int> seen(kernels::kInt16Chunk, 0);
-    for (int64_t j = 0; j < kernels::kInt16Chunk; ++j) {
-      const int64_t p = kernels::int16_chunk_position(codes, j);
-      ASSERT_GE(p, 0);
-      ASSERT_LT(p, kernels::kInt16Chunk);
-      ++seen[static_cast<size_t>(p)];
-      // Lanes 0-3 of the int32 sums (int16 lanes 0-7 of each 16) must hold the first 32 columns.
-      EXPECT_EQ(p % 16 < 8, j < kernels::kInt16Block) << "column " << j;
+    for (int bits : {16, 8}) {
+      if (bits == 8 && codes != kernels::Codes::Int4) continue;
+      std::vector<int> seen(kernels::kInt16Chunk, 0);
+      for (int64_t j = 0; j < kernels::kInt16Chunk; ++j) {
+        const int64_t p = kernels::int16_chunk_position(codes, j, bits);
+        ASSERT_GE(p, 0);
+        ASSERT_LT(p, kernels::kInt16Chunk);
+        ++seen[static_cast<size_t>(p)];
+        // Lanes 0-3 of the int32 sums must hold the first 32 columns: int16 lanes 0-7 of each vector of 16,
+        // or bytes 0-15 of each vector of 32.
+        const bool low_half = bits == 8 ? p % 32 < 16 : p % 16 < 8;
+        EXPECT_EQ(low_half, j < kernels::kInt16Block) << "column " << j << " bits " << bits;
+      }
+      for (int count : seen) EXPECT_EQ(count, 1);
     }
-    for (int count : seen) EXPECT_EQ(count, 1);
   }
   kernels::PackedMatrix w;
   w.codes = kernels::Codes::Int4;
@@ -659,19 +690,22 @@ TEST(PackedKernels, Int16ActivationsRoundWithinHalfAStep) {
   w.group_size = 64;
   std::vector<float> x = random_values(3 * w.cols, 5, 2.0f);
   x[17] = 40.0f;  // an outlier: its block's step grows, the others' do not
-  kernels::Int16Activations q;
-  kernels::quantize_int16_activations(x.data(), 3, w, q);
-  const std::vector<float> values = kernels::int16_activation_values(q, w);
-  for (int64_t i = 0; i < 3; ++i) {
-    for (int64_t k = 0; k < w.cols; ++k) {
-      const int64_t b0 = k / kernels::kInt16Block * kernels::kInt16Block;
-      float amax = 0.0f;
-      for (int64_t j = b0; j < std::min<int64_t>(w.cols, b0 + kernels::kInt16Block); ++j)
-        amax = std::max(amax, std::abs(x[static_cast<size_t>(i * w.cols + j)]));
-      const size_t at = static_cast<size_t>(i * w.cols + k);
-      EXPECT_LE(std::abs(values[at] - x[at]),
-                amax / 32767.0f * 0.5f * (1.0f + 1e-5f) + std::abs(x[at]) * 1e-7f)
-          << "x[" << i << "][" << k << "]";
+  for (int bits : {16, 8}) {
+    const float limit = bits == 8 ? 127.0f : 32767.0f;
+    kernels::Int16Activations q;
+    kernels::quantize_int16_activations(x.data(), 3, w, q, bits);
+    const std::vector<float> values = kernels::int16_activation_values(q, w);
+    for (int64_t i = 0; i < 3; ++i) {
+      for (int64_t k = 0; k < w.cols; ++k) {
+        const int64_t b0 = k / q.scale_block * q.scale_block;
+        float amax = 0.0f;
+        for (int64_t j = b0; j < std::min<int64_t>(w.cols, b0 + q.scale_block); ++j)
+          amax = std::max(amax, std::abs(x[static_cast<size_t>(i * w.cols + j)]));
+        const size_t at = static_cast<size_t>(i * w.cols + k);
+        EXPECT_LE(std::abs(values[at] - x[at]),
+                  amax / limit * 0.5f * (1.0f + 1e-5f) + std::abs(x[at]) * 1e-7f)
+            << "x[" << i << "][" << k << "] bits " << bits;
+      }
     }
   }
 }
