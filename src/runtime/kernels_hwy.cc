@@ -178,20 +178,27 @@ void ConvertF32(DType dtype, const void* src, float* out, size_t count) {
   }
 }
 
-// out[0 .. 4) = the lane sums of a, b, c, d. A transpose inside each 128-bit block (two rounds of
-// interleave and add) leaves the four partial sums side by side in every block; the blocks are then added
-// in order. About a third of the shuffles of four SumOfLanes, whose cost dominated dots of 64 columns.
+#if HWY_TARGET != HWY_SCALAR
+// The four partial sums of a, b, c, d side by side in every 128-bit block: a transpose inside each block
+// (two rounds of interleave and add). About a third of the shuffles of four SumOfLanes, whose cost
+// dominated dots of 64 columns.
+HWY_INLINE VF BlockSums4(DF df, VF a, VF b, VF c, VF d) {
+  const VF ab = hn::Add(hn::InterleaveLower(df, a, b), hn::InterleaveUpper(df, a, b));  // a02 b02 a13 b13
+  const VF cd = hn::Add(hn::InterleaveLower(df, c, d), hn::InterleaveUpper(df, c, d));  // c02 d02 c13 d13
+  const hn::Repartition<uint64_t, DF> du64;
+  const auto ab64 = hn::BitCast(du64, ab), cd64 = hn::BitCast(du64, cd);
+  return hn::Add(hn::BitCast(df, hn::InterleaveLower(du64, ab64, cd64)),   // a02 b02 c02 d02
+                 hn::BitCast(df, hn::InterleaveUpper(du64, ab64, cd64)));  // + a13 b13 c13 d13
+}
+#endif
+
+// out[0 .. 4) = the lane sums of a, b, c, d: BlockSums4, then the blocks added in order.
 HWY_INLINE void StoreLaneSums4(DF df, VF a, VF b, VF c, VF d, float* out) {
 #if HWY_TARGET == HWY_SCALAR
   (void)df;
   out[0] = hn::GetLane(a), out[1] = hn::GetLane(b), out[2] = hn::GetLane(c), out[3] = hn::GetLane(d);
 #else
-  const VF ab = hn::Add(hn::InterleaveLower(df, a, b), hn::InterleaveUpper(df, a, b));  // a02 b02 a13 b13
-  const VF cd = hn::Add(hn::InterleaveLower(df, c, d), hn::InterleaveUpper(df, c, d));  // c02 d02 c13 d13
-  const hn::Repartition<uint64_t, DF> du64;
-  const auto ab64 = hn::BitCast(du64, ab), cd64 = hn::BitCast(du64, cd);
-  const VF sums = hn::Add(hn::BitCast(df, hn::InterleaveLower(du64, ab64, cd64)),   // a02 b02 c02 d02
-                          hn::BitCast(df, hn::InterleaveUpper(du64, ab64, cd64)));  // + a13 b13 c13 d13
+  const VF sums = BlockSums4(df, a, b, c, d);
   HWY_ALIGN float blocks[hn::MaxLanes(DF())];
   hn::Store(sums, df, blocks);
   const size_t lanes = hn::Lanes(df);
@@ -201,6 +208,35 @@ HWY_INLINE void StoreLaneSums4(DF df, VF a, VF b, VF c, VF d, float* out) {
     out[q] = s;
   }
 #endif
+}
+
+// out[0 .. 4) = scale * the lane sums of a, b, c, d: the same operations as StoreLaneSums4 and then the
+// product, in vector registers throughout on AVX2 (there the scalar adds and stores of StoreLaneSums4 took
+// longer than the dots of 64 columns they reduce).
+HWY_INLINE void StoreScaledLaneSums4(DF df, VF a, VF b, VF c, VF d, float scale, float* out) {
+#if HWY_TARGET == HWY_AVX2
+  const VF sums = BlockSums4(df, a, b, c, d);
+  const hn::Half<DF> dh;
+  hn::StoreU(hn::Mul(hn::Add(hn::LowerHalf(dh, sums), hn::UpperHalf(dh, sums)), hn::Set(dh, scale)), dh, out);
+#else
+  float s[4];
+  StoreLaneSums4(df, a, b, c, d, s);
+  for (int r = 0; r < 4; ++r) out[r] = s[r] * scale;
+#endif
+}
+
+// Decode attention reads each KV head's rows (a few hundred of 128-256 bytes) once per token, mostly from
+// DRAM, since a decode step streams the weights through the caches in between; the hardware prefetcher
+// restarts at every head. Each pass prefetches the rows kCacheRowsAhead ahead of the one it reads.
+constexpr int64_t kCacheRowsAhead = 16;
+
+// Prefetches the cache lines of `count` elements from p (past the end of the rows is harmless: a prefetch
+// never faults).
+template <typename Elem>
+HWY_INLINE void PrefetchRows(const Elem* p, int64_t count) {
+  const auto* bytes = reinterpret_cast<const char*>(p);
+  const auto size = static_cast<int64_t>(sizeof(Elem)) * count;
+  for (int64_t b = 0; b < size; b += 64) hwy::Prefetch(bytes + b);
 }
 
 // RowDotsBlock for the R rows starting at row j (R <= 4 is a compile-time count, so that the accumulators
@@ -214,6 +250,7 @@ HWY_INLINE void RowDotsRows(const float* q, int64_t K, const typename Widen<T>::
   VF acc[4][M];
   for (int r = 0; r < 4; ++r)
     for (int i = 0; i < M; ++i) acc[r][i] = hn::Zero(df);
+  PrefetchRows(rows + (j + kCacheRowsAhead) * K, R * K);
   int64_t k = 0;
   for (; k + lanes <= K; k += lanes) {
     VF qv[M];
@@ -224,6 +261,10 @@ HWY_INLINE void RowDotsRows(const float* q, int64_t K, const typename Widen<T>::
     }
   }
   for (int i = 0; i < M; ++i) {
+    if (R == 4 && k == K) {  // the common case: four rows, no tail, stored as one vector
+      StoreScaledLaneSums4(df, acc[0][i], acc[1][i], acc[2][i], acc[3][i], scale, scores + i * n + j);
+      continue;
+    }
     float s[4];
     StoreLaneSums4(df, acc[0][i], acc[1][i], acc[2][i], acc[3][i], s);
     for (int r = 0; r < R; ++r) {
@@ -308,6 +349,7 @@ void WeightedRowSumBlock(const float* p, int64_t n, const typename Widen<T>::Ele
     for (int i = 0; i < M; ++i)
       for (int v = 0; v < V; ++v) a[i][v] = hn::Zero(df);
     for (int64_t j = 0; j < n; ++j) {
+      if (c == 0) PrefetchRows(rows + (j + kCacheRowsAhead) * d, d);
       VF pj[M];
       for (int i = 0; i < M; ++i) pj[i] = hn::Set(df, p[i * n + j]);
       for (int v = 0; v < V; ++v) {
