@@ -281,7 +281,7 @@ namespace {
 
 #define LOWBIT_AVX2 __attribute__((target("avx2,fma")))
 
-// Activation codes of A bits (16, or 8 against int4 weights) and where a row's start.
+// Activation codes of A bits (16, or 8 against int4 weights), and their storage in x.
 template <int A>
 using XCode = std::conditional_t<A == 8, int8_t, int16_t>;
 template <int A>

@@ -8,7 +8,7 @@
 // and one fused multiply-add per 64 weights. Int4 weights against int8 codes need half the integer work
 // again: vpmaddubsw multiplies 32 unsigned nibbles by 32 signed bytes per instruction, and the nibbles need
 // no widening to 16 bits (10 vector operations per 64 weights instead of 16; on Zen 3 the int4 decode
-// kernel went from 11-14 to 14-18 GB/s of codes per core, docs/PERFORMANCE.md).
+// kernel went from 12-14 to 15-19 GB/s of codes per core, docs/PERFORMANCE.md).
 //
 // Precision: int16 codes are per block of 32 columns, x ~= code * a_b with a_b = max|x_b| / 32767 and
 // round-to-nearest, so each element moves by at most a_b / 2 = 2^-16 of its block's largest magnitude. A
