@@ -100,14 +100,14 @@ size_t gemv_grain(const PackedMatrix& w, int64_t rows) {
   return std::max(min_chunk_rows(w), (share + 3) / 4 * 4);
 }
 
-// The calling thread's int16 activations (fill it before int16_product; a thread_local named inside a pool
+// The calling thread's activation codes (fill it before int16_product; a thread_local named inside a pool
 // lambda would be the worker's own).
-Int16Activations& int16_buffer() {
-  thread_local Int16Activations buffer;
+ActivationCodes& int16_buffer() {
+  thread_local ActivationCodes buffer;
   return buffer;
 }
 
-void int16_product(const Int16Activations& xq, const PackedMatrix& w, const float* bias, float* y) {
+void int16_product(const ActivationCodes& xq, const PackedMatrix& w, const float* bias, float* y) {
   global_pool().parallel_for(
       static_cast<size_t>(w.rows), gemv_grain(w, w.rows), [&](size_t begin, size_t end) {
         int16_gemv_rows(xq, w, bias, y, static_cast<int64_t>(begin), static_cast<int64_t>(end));
@@ -226,8 +226,8 @@ void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* 
   if (m == 0 || w.rows == 0) return;
   if (w.nonfinite_codes) return packed_linear_ref(x, m, w, bias, y);
   if (path == GemvPath::Auto && w.cols > 0 && packed_gemv_uses_int16(w)) {
-    Int16Activations& xq = int16_buffer();
-    quantize_int16_activations(x, m, w, xq);
+    ActivationCodes& xq = int16_buffer();
+    quantize_activation_codes(x, m, w, xq);
     return int16_product(xq, w, bias, y);
   }
   const int64_t K = w.cols, G = w.groups();
@@ -320,8 +320,8 @@ void packed_linear_shared_input(const float* x, int64_t m, std::span<const Packe
     for (const PackedProduct& p : products) packed_linear(x, m, *p.w, p.bias, p.y);
     return;
   }
-  Int16Activations& xq = int16_buffer();
-  quantize_int16_activations(x, m, first, xq);
+  ActivationCodes& xq = int16_buffer();
+  quantize_activation_codes(x, m, first, xq);
   // The rows of all products as one range; a chunk may span the end of one matrix and the start of the next.
   global_pool().parallel_for(
       static_cast<size_t>(total), gemv_grain(first, total), [&](size_t begin, size_t end) {
@@ -414,7 +414,7 @@ void int8_linear(const Int8Activations& x, const PackedMatrix& w, const float* b
   // (UInt8 codes carry their storage offset in the zero terms there, as PackedLinear builds them.)
   const bool offset_known = w.codes != Codes::UInt8 || w.has_zero_terms();
   if (allow_fast && x.rows < kBytesGemmMinRows && offset_known && packed_gemv_uses_int16(w)) {
-    Int16Activations& xq = int16_buffer();
+    ActivationCodes& xq = int16_buffer();
     int16_activations_from_codes(x.codes.data(), x.scales.data(), x.rows, w, xq);
     return int16_product(xq, w, bias, y);
   }

@@ -82,7 +82,7 @@ enum class GemvPath { Auto, Float };
 void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* bias, float* y,
                  GemvPath path = GemvPath::Auto);
 // Whether packed_gemv's Auto path rounds x to integer codes for w (int16, or int8 for int4 weights:
-// int16_activation_bits): the CPU has AVX2 + FMA, w has integer codes in whole blocks of 32 columns, and the
+// activation_code_bits): the CPU has AVX2 + FMA, w has integer codes in whole blocks of 32 columns, and the
 // int16 kernels are enabled.
 bool packed_gemv_uses_int16(const PackedMatrix& w);
 // Whether packed_gemv's Auto path decodes w's E4M3 codes by table (kernels_packed_fp8.h): bf16-rounded

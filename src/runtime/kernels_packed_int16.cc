@@ -106,7 +106,7 @@ float code_limit(int bits) {
 }
 
 // Sizes `out` for m rows of w's columns and codes of `bits`.
-void shape_activations(Int16Activations& out, int64_t m, const PackedMatrix& w, int bits) {
+void shape_activations(ActivationCodes& out, int64_t m, const PackedMatrix& w, int bits) {
   const int64_t K = w.cols;
   out.rows = m;
   out.cols = K;
@@ -137,7 +137,7 @@ void place_block8_avx2(const int16_t* codes, int8_t* q, int64_t half, int32_t* s
 // block), and their sums times their scales in its group's sum (groups hold whole blocks:
 // int16_gemv_supports). With avx2, a full block in decoder order is placed by place_block_avx2 /
 // place_block8_avx2 (the same stores and sums).
-void place_block(Int16Activations& out, const PackedMatrix& w, const ChunkPositions& position, int64_t i,
+void place_block(ActivationCodes& out, const PackedMatrix& w, const ChunkPositions& position, int64_t i,
                  int64_t b, const int16_t* codes, const float* scales, bool avx2) {
   const int64_t K = w.cols, k0 = b * kInt16Block, n = std::min(kInt16Block, K - k0);
   const int64_t sub = out.scale_block, subs = (n + sub - 1) / sub;
@@ -200,10 +200,10 @@ bool quantize_int16_block_avx2(const float* xb, float limit, int64_t sub, int16_
 }  // namespace
 
 namespace {
-void quantize_activations(const float* x, int64_t m, const PackedMatrix& w, Int16Activations& out, int bits,
+void quantize_activations(const float* x, int64_t m, const PackedMatrix& w, ActivationCodes& out, int bits,
                           bool avx2) {
   const int64_t K = w.cols;
-  if (bits == 0) bits = int16_activation_bits(w);
+  if (bits == 0) bits = activation_code_bits(w);
   if (bits == 8 && w.codes != Codes::Int4) fail("int8 activation codes need int4 weight codes");
   shape_activations(out, m, w, bits);
   const ChunkPositions& position = chunk_positions(w.codes, bits);
@@ -226,7 +226,7 @@ void quantize_activations(const float* x, int64_t m, const PackedMatrix& w, Int1
 }
 }  // namespace
 
-int int16_activation_bits(const PackedMatrix& w) {
+int activation_code_bits(const PackedMatrix& w) {
   return w.codes == Codes::Int4 && int8_activations_enabled() ? 8 : 16;
 }
 
@@ -238,18 +238,18 @@ bool int8_activations_enabled() {
   return int8_activations_switch().load(std::memory_order_relaxed);
 }
 
-void quantize_int16_activations(const float* x, int64_t m, const PackedMatrix& w, Int16Activations& out,
-                                int bits) {
+void quantize_activation_codes(const float* x, int64_t m, const PackedMatrix& w, ActivationCodes& out,
+                               int bits) {
   quantize_activations(x, m, w, out, bits, have_avx2_fma());
 }
 
-void quantize_int16_activations_ref(const float* x, int64_t m, const PackedMatrix& w, Int16Activations& out,
-                                    int bits) {
+void quantize_activation_codes_ref(const float* x, int64_t m, const PackedMatrix& w, ActivationCodes& out,
+                                   int bits) {
   quantize_activations(x, m, w, out, bits, false);
 }
 
 void int16_activations_from_codes(const int16_t* codes, const float* row_scales, int64_t m,
-                                  const PackedMatrix& w, Int16Activations& out) {
+                                  const PackedMatrix& w, ActivationCodes& out) {
   const int64_t K = w.cols;
   shape_activations(out, m, w, 16);
   const ChunkPositions& position = chunk_positions(w.codes, 16);
@@ -259,7 +259,7 @@ void int16_activations_from_codes(const int16_t* codes, const float* row_scales,
       place_block(out, w, position, i, b, codes + i * K + b * kInt16Block, &row_scales[i], avx2);
 }
 
-std::vector<float> int16_activation_values(const Int16Activations& x, const PackedMatrix& w) {
+std::vector<float> activation_code_values(const ActivationCodes& x, const PackedMatrix& w) {
   const int64_t K = x.cols;
   std::vector<float> out(static_cast<size_t>(x.rows * K));
   for (int64_t i = 0; i < x.rows; ++i) {
@@ -285,7 +285,7 @@ namespace {
 template <int A>
 using XCode = std::conditional_t<A == 8, int8_t, int16_t>;
 template <int A>
-const XCode<A>* XCodes(const Int16Activations& x) {
+const XCode<A>* XCodes(const ActivationCodes& x) {
   if constexpr (A == 8) {
     return x.bytes.data();
   } else {
@@ -528,7 +528,7 @@ LOWBIT_AVX2 inline __m256 SubtractZeroTerms(const PackedMatrix& w, int64_t G, in
 
 // Shape constants of one call, computed once (integer divisions cost as much as a chunk's products).
 struct Plan {
-  const Int16Activations* x;
+  const ActivationCodes* x;
   const PackedMatrix* w;
   const float* bias;
   float* y;
@@ -545,7 +545,7 @@ template <Codes C, int A, int R, int M, bool kWholeChunks>
 LOWBIT_AVX2 inline __attribute__((always_inline)) void DotBlock(const Plan& plan, int64_t i0,
                                                                 const int64_t* n, float* out) {
   const PackedMatrix& w = *plan.w;
-  const Int16Activations& x = *plan.x;
+  const ActivationCodes& x = *plan.x;
   const int64_t G = plan.G, full = plan.full, chunks = x.chunks;
   const uint8_t* rows[R];
   const float* scale_rows[R];
@@ -620,7 +620,7 @@ LOWBIT_AVX2 inline __attribute__((always_inline)) void DotBlock(const Plan& plan
 template <int A, int R, int M>
 inline void Finish(const Plan& plan, int64_t i0, const int64_t* n, const float* out) {
   const PackedMatrix& w = *plan.w;
-  const Int16Activations& x = *plan.x;
+  const ActivationCodes& x = *plan.x;
   const int64_t K = w.cols, G = plan.G, tail = plan.tail;
   if (tail == K) {  // no partial chunk: the common case, kept free of the loop below
     for (int i = 0; i < M; ++i) {
@@ -683,7 +683,7 @@ LOWBIT_AVX2 inline void ManyProducts(const uint8_t* row, int64_t c, const XCode<
 template <Codes C, int A, int M, bool kWholeChunks>
 LOWBIT_AVX2 void DotRowMany(const Plan& plan, int64_t i0, int64_t n, float* out) {
   const PackedMatrix& w = *plan.w;
-  const Int16Activations& x = *plan.x;
+  const ActivationCodes& x = *plan.x;
   const int64_t G = plan.G, full = plan.full, chunks = x.chunks, stride = plan.x_stride;
   const uint8_t* row = static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
   const float* scale_row = w.scales + n * G;
@@ -801,7 +801,7 @@ void RowRangeFor(const Plan& plan, int64_t n_begin, int64_t n_end) {
 
 }  // namespace
 
-void int16_gemv_rows(const Int16Activations& x, const PackedMatrix& w, const float* bias, float* y,
+void int16_gemv_rows(const ActivationCodes& x, const PackedMatrix& w, const float* bias, float* y,
                      int64_t n_begin, int64_t n_end) {
   Plan plan{&x, &w, bias, y};
   plan.G = w.groups();
@@ -810,7 +810,7 @@ void int16_gemv_rows(const Int16Activations& x, const PackedMatrix& w, const flo
   plan.tail = plan.full * kInt16Chunk;
   plan.x_stride = x.chunks * kInt16Chunk;
   plan.x_rows_per_block = x_rows_per_block(w.codes, x.bits, w.cols);
-  if (x.bits == 8) {  // int4 weights only (quantize_int16_activations)
+  if (x.bits == 8) {  // int4 weights only (quantize_activation_codes)
     if (w.codes == Codes::Int4) RowRangeFor<Codes::Int4, 8>(plan, n_begin, n_end);
     return;
   }
@@ -838,7 +838,7 @@ void place_block8_avx2(const int16_t* codes, int8_t* q, int64_t half, int32_t* s
 }
 }  // namespace
 #else
-void int16_gemv_rows(const Int16Activations&, const PackedMatrix&, const float*, float*, int64_t, int64_t) {}
+void int16_gemv_rows(const ActivationCodes&, const PackedMatrix&, const float*, float*, int64_t, int64_t) {}
 namespace {
 bool quantize_int16_block_avx2(const float*, float, int64_t, int16_t*, float*) {
   return false;

@@ -33,10 +33,10 @@ constexpr int64_t kInt16Block = 32;     // columns sharing one int16 activation 
 constexpr int64_t kInt8ScaleBlock = 8;  // columns sharing one int8 activation scale
 constexpr int64_t kInt16Chunk = 64;     // columns of one step of the decoder (two blocks)
 
-// x rows quantized for the int16 kernels. Each full chunk of 64 columns holds its codes in the order the
-// decoder unpacks the weight codes (kernels_packed_int16.cc, int16_chunk_position); a partial last chunk
-// holds them in column order, zero-padded.
-struct Int16Activations {
+// x rows quantized for the integer kernels: int16 codes, or int8 codes against int4 weights. Each full chunk
+// of 64 columns holds its codes in the order the decoder unpacks the weight codes (kernels_packed_int16.cc,
+// int16_chunk_position); a partial last chunk holds them in column order, zero-padded.
+struct ActivationCodes {
   int64_t rows = 0, cols = 0, blocks = 0, chunks = 0;  // blocks: scale blocks per row
   int bits = 16;                                       // 16: codes; 8 (int4 weights only): bytes
   int64_t scale_block = kInt16Block;  // columns per scale: 32 (int16 codes) or kInt8ScaleBlock (int8)
@@ -58,27 +58,27 @@ bool int16_gemv_supports(const PackedMatrix& w);
 
 // The activation codes packed_gemv gives w: 8 bits for int4 weights while int8 activations are enabled
 // (the default; LOWBIT_GEMV_INT16=1 in the environment turns them off at start), else 16.
-int int16_activation_bits(const PackedMatrix& w);
+int activation_code_bits(const PackedMatrix& w);
 void set_int8_activations_enabled(bool enabled);
 bool int8_activations_enabled();
 
 // Quantizes m rows of x (K = w.cols columns) for w's code layout to codes of `bits` (0:
-// int16_activation_bits(w)); on AVX2 CPUs with vector code that gives the scalar _ref's result bit for bit
+// activation_code_bits(w)); on AVX2 CPUs with vector code that gives the scalar _ref's result bit for bit
 // (vcvtps2dq rounds half to even, as the reference does).
-void quantize_int16_activations(const float* x, int64_t m, const PackedMatrix& w, Int16Activations& out,
-                                int bits = 0);
-void quantize_int16_activations_ref(const float* x, int64_t m, const PackedMatrix& w, Int16Activations& out,
-                                    int bits = 0);
+void quantize_activation_codes(const float* x, int64_t m, const PackedMatrix& w, ActivationCodes& out,
+                               int bits = 0);
+void quantize_activation_codes_ref(const float* x, int64_t m, const PackedMatrix& w, ActivationCodes& out,
+                                   int bits = 0);
 // The same layout from codes that are integers already, one scale per row (W8A8's int8 activation codes):
 // the int16 kernels then compute int8_linear's product, with exact integer sums per chunk.
 void int16_activations_from_codes(const int16_t* codes, const float* row_scales, int64_t m,
-                                  const PackedMatrix& w, Int16Activations& out);
+                                  const PackedMatrix& w, ActivationCodes& out);
 // The values the int16 kernels multiply: code * scale, [m][K] in column order.
-std::vector<float> int16_activation_values(const Int16Activations& x, const PackedMatrix& w);
+std::vector<float> activation_code_values(const ActivationCodes& x, const PackedMatrix& w);
 
 // y[i][n] for weight rows [n_begin, n_end) and every x row: sum_g s_g sum_b a_b sum_k c xq - sum_g zt_g
 // group_sum_g (+ bias). Needs have_avx2_fma() and int16_gemv_supports(w).
-void int16_gemv_rows(const Int16Activations& x, const PackedMatrix& w, const float* bias, float* y,
+void int16_gemv_rows(const ActivationCodes& x, const PackedMatrix& w, const float* bias, float* y,
                      int64_t n_begin, int64_t n_end);
 
 }  // namespace lowbit::kernels

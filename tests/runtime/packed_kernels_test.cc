@@ -9,7 +9,7 @@
 // of the exact value, the usual worst-case bound of a length-K fp32 sum of terms bounded by M. The int4
 // decoder sums (1 + c/16) 16 s x and removes 16 s x afterwards (kernels_packed_hwy.cc), so for int4 M also
 // holds 16 s |x_k|. The int16-activation kernels (kernels_packed_int16.h) are held to the same bound against
-// the values they multiply, x rounded to int16 codes per block (int16_activation_values): their code sums
+// the values they multiply, x rounded to int16 codes per block (activation_code_values): their code sums
 // are exact integers and the scaling is fp32.
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
@@ -206,13 +206,13 @@ void check_products(const StoredCase& c, const PackedLinear& lin, Shape s, const
       for (bool int8 : {true, false}) {
         kernels::set_int8_activations_enabled(int8);
         const bool integer = kernels::packed_gemv_uses_int16(pm);
-        const int bits = kernels::int16_activation_bits(pm);
+        const int bits = kernels::activation_code_bits(pm);
         std::vector<float> xq_values = x;
         if (integer) {
-          kernels::Int16Activations xq;
-          kernels::quantize_int16_activations(x.data(), m, pm, xq);
+          kernels::ActivationCodes xq;
+          kernels::quantize_activation_codes(x.data(), m, pm, xq);
           EXPECT_EQ(xq.bits, bits);
-          xq_values = kernels::int16_activation_values(xq, pm);
+          xq_values = kernels::activation_code_values(xq, pm);
         }
         const std::string path = integer ? " int" + std::to_string(bits) : "";
         kernels::packed_gemv(x.data(), m, pm, nullptr, y.data());
@@ -636,9 +636,9 @@ TEST(PackedKernels, Int16ActivationQuantizerMatchesReference) {
             x[static_cast<size_t>(4 * K + 32 + k)] = (k % 2 ? 1.0f : -1.0f) * (static_cast<float>(k) + 0.5f);
         }
         const std::string what = "K=" + std::to_string(K) + " bits=" + std::to_string(bits);
-        kernels::Int16Activations fast, ref;
-        kernels::quantize_int16_activations(x.data(), m, w, fast, bits);
-        kernels::quantize_int16_activations_ref(x.data(), m, w, ref, bits);
+        kernels::ActivationCodes fast, ref;
+        kernels::quantize_activation_codes(x.data(), m, w, fast, bits);
+        kernels::quantize_activation_codes_ref(x.data(), m, w, ref, bits);
         ASSERT_EQ(fast.bits, bits);
         ASSERT_EQ(ref.bits, bits);
         ASSERT_EQ(fast.codes, ref.codes) << what;
@@ -692,9 +692,9 @@ TEST(PackedKernels, Int16ActivationsRoundWithinHalfAStep) {
   x[17] = 40.0f;  // an outlier: its block's step grows, the others' do not
   for (int bits : {16, 8}) {
     const float limit = bits == 8 ? 127.0f : 32767.0f;
-    kernels::Int16Activations q;
-    kernels::quantize_int16_activations(x.data(), 3, w, q, bits);
-    const std::vector<float> values = kernels::int16_activation_values(q, w);
+    kernels::ActivationCodes q;
+    kernels::quantize_activation_codes(x.data(), 3, w, q, bits);
+    const std::vector<float> values = kernels::activation_code_values(q, w);
     for (int64_t i = 0; i < 3; ++i) {
       for (int64_t k = 0; k < w.cols; ++k) {
         const int64_t b0 = k / q.scale_block * q.scale_block;
