@@ -438,6 +438,12 @@ LOWBIT_AVX2 bool QuantizeBlock(const float* xb, float limit, int64_t sub, int16_
   return true;
 }
 
+LOWBIT_AVX2 inline int32_t HorizontalSum32(__m128i sum) {
+  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0x4E));
+  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0xB1));
+  return _mm_cvtsi128_si32(sum);
+}
+
 // place_block_avx2: one block's 32 codes into the chunk's decoder order (int16_chunk_position); their sum.
 LOWBIT_AVX2 int32_t PlaceBlock(Codes layout, const int16_t* codes, int16_t* q, int64_t half) {
   const auto* src = reinterpret_cast<const __m128i*>(codes);
@@ -464,15 +470,7 @@ LOWBIT_AVX2 int32_t PlaceBlock(Codes layout, const int16_t* codes, int16_t* q, i
   } else {
     for (int v = 0; v < 4; ++v) _mm_storeu_si128(out + 2 * v, a[v]);  // block column 8v + l: lane l of v
   }
-  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0x4E));
-  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0xB1));
-  return _mm_cvtsi128_si32(sum);
-}
-
-LOWBIT_AVX2 inline int32_t HorizontalSum32(__m128i sum) {
-  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0x4E));
-  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0xB1));
-  return _mm_cvtsi128_si32(sum);
+  return HorizontalSum32(sum);
 }
 
 // place_block8_avx2: one block's 32 codes (|c| <= 127) into the chunk's int8 order (even columns in the
