@@ -17,6 +17,15 @@ constexpr int kRowStreams = 4;  // rows per step, one from each quarter
 // past the last row is harmless.
 constexpr int64_t kRowStreamPrefetchBytes = 1024;
 
+// Prefetches p, ahead of a row stream's reads, as non-temporal. Why: a decode step streams every weight
+// once, more bytes than the caches hold, so each weight line is evicted before it is read again; with a
+// temporal prefetch the lines go through L2 and, evicted from it, fill the victim L3 too, which costs
+// bandwidth and evicts what is reused every token (the KV cache, activations). docs/PERFORMANCE.md,
+// session 13.
+inline void prefetch_row_stream(const void* p) {
+  __builtin_prefetch(p, 0, 0);
+}
+
 // Calls four(n) with n[kRowStreams] = the j-th row of each quarter of [n_begin, n_end), for every j, then
 // one(&row) for each row the quarters leave over.
 template <typename Four, typename One>
