@@ -110,8 +110,9 @@ void set_counters(benchmark::State& state, double weight_bytes, double flops) {
 // ---- machine limits -------------------------------------------------------------------------------
 
 // Sum of 1 GiB of floats, split over all pool threads; each chunk read as four streams side by side
-// (sum_four_streams, as the decode products read their rows), or as one (dot(a, a) reads each byte once).
-template <int kThreads, bool kFourStreams = true>
+// (sum_four_streams, as the decode products read their rows; kNonTemporal: prefetched as the packed ones
+// do), or as one (dot(a, a) reads each byte once).
+template <int kThreads, bool kFourStreams = true, bool kNonTemporal = false>
 void BM_MemRead(benchmark::State& state) {
   set_global_threads(kThreads);
   const size_t n = kColdBytes / sizeof(float);
@@ -121,8 +122,8 @@ void BM_MemRead(benchmark::State& state) {
   std::mutex mutex;
   for (auto _ : state) {
     global_pool().parallel_for(n, n / 64, [&](size_t b, size_t e) {
-      const float part =
-          kFourStreams ? sum_four_streams(a.get() + b, e - b) : dot(a.get() + b, a.get() + b, e - b);
+      const float part = kFourStreams ? sum_four_streams(a.get() + b, e - b, kNonTemporal)
+                                      : dot(a.get() + b, a.get() + b, e - b);
       std::lock_guard<std::mutex> lock(mutex);
       sink += part;
     });
@@ -286,6 +287,10 @@ void path_args(benchmark::internal::Benchmark* b) {
 
 // All threads (0 = the pool's default, every core), wall clock.
 BENCHMARK(BM_MemRead<0>)->Name("Machine/MemRead")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MemRead<0, true, true>)
+    ->Name("Machine/MemReadNonTemporal")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_MemRead<0, false>)
     ->Name("Machine/MemReadOneStream")
     ->Unit(benchmark::kMillisecond)
@@ -350,6 +355,7 @@ BENCHMARK(BM_CalibGram<false, 0>)
 
 // One thread, its CPU time (robust to other tenants).
 BENCHMARK(BM_MemRead<1>)->Name("1T/Machine/MemRead")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MemRead<1, true, true>)->Name("1T/Machine/MemReadNonTemporal")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MemRead<1, false>)->Name("1T/Machine/MemReadOneStream")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MemCopy<1>)->Name("1T/Machine/MemCopy")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Sgemm<1>)->Name("1T/Machine/Sgemm")->Apply(sgemm_args)->Unit(benchmark::kMillisecond);

@@ -31,8 +31,8 @@ void weighted_row_sum(const float* p, int64_t m, const void* rows, DType dtype, 
 float dot(const float* a, const float* b, size_t n) {
   return simd::dot(a, b, n);
 }
-float sum_four_streams(const float* a, size_t n) {
-  return simd::sum_four_streams(a, n);
+float sum_four_streams(const float* a, size_t n, bool non_temporal) {
+  return simd::sum_four_streams(a, n, non_temporal);
 }
 void axpy(float a, const float* x, float* y, size_t n) {
   simd::axpy(a, x, y, n);

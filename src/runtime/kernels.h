@@ -63,6 +63,7 @@ void add_inplace(float* y, const float* x, size_t n);    // y += x
 // Sum of a[0 .. n), its four quarters read side by side as four sequential streams (with software
 // prefetch), as the decode products read their weight rows: the read-bandwidth probe of `lowbit bench` and
 // kernels_bench. One stream per core draws less from DRAM on the Zen 3 VM (docs/PERFORMANCE.md, session 10).
-float sum_four_streams(const float* a, size_t n);
+// non_temporal: prefetch as the packed decode products do (row_streams.h), not as the bf16/fp32 ones.
+float sum_four_streams(const float* a, size_t n, bool non_temporal = false);
 
 }  // namespace lowbit::kernels

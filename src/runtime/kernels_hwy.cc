@@ -516,7 +516,7 @@ float Dot(const float* a, const float* b, size_t n) {
   return s;
 }
 
-float SumFourStreams(const float* a, size_t n) {
+float SumFourStreams(const float* a, size_t n, bool non_temporal) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
   // The streams start 1 KiB past a multiple of the quarter so that they do not all sit at the same offset
@@ -525,8 +525,14 @@ float SumFourStreams(const float* a, size_t n) {
   const size_t q = n > 3 * kPad ? (n - 3 * kPad) / 4 / lanes * lanes : 0, stride = q + kPad;
   VF s0 = hn::Zero(df), s1 = s0, s2 = s0, s3 = s0;
   for (size_t i = 0; i < q; i += lanes) {
-    for (size_t part = 0; part < 4; ++part)
-      hwy::Prefetch(a + part * stride + i + kRowStreamPrefetchBytes / sizeof(float));
+    for (size_t part = 0; part < 4; ++part) {
+      const float* ahead = a + part * stride + i + kRowStreamPrefetchBytes / sizeof(float);
+      if (non_temporal) {
+        prefetch_row_stream(ahead);
+      } else {
+        hwy::Prefetch(ahead);
+      }
+    }
     s0 = hn::Add(s0, hn::LoadU(df, a + i));
     s1 = hn::Add(s1, hn::LoadU(df, a + stride + i));
     s2 = hn::Add(s2, hn::LoadU(df, a + 2 * stride + i));
@@ -610,8 +616,8 @@ void softmax(float* x, size_t n) {
 float dot(const float* a, const float* b, size_t n) {
   return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n);
 }
-float sum_four_streams(const float* a, size_t n) {
-  return HWY_DYNAMIC_DISPATCH(SumFourStreams)(a, n);
+float sum_four_streams(const float* a, size_t n, bool non_temporal) {
+  return HWY_DYNAMIC_DISPATCH(SumFourStreams)(a, n, non_temporal);
 }
 void axpy(float a, const float* x, float* y, size_t n) {
   HWY_DYNAMIC_DISPATCH(Axpy)(a, x, y, n);

@@ -316,8 +316,7 @@ constexpr int64_t kChunkBytes = C == Codes::Int4 ? kInt16Chunk / 2 : kInt16Chunk
 // Prefetches each row's stream kRowStreamPrefetchBytes ahead (row_streams.h).
 template <Codes C, int R>
 LOWBIT_AVX2 inline void PrefetchAhead(const uint8_t* const* rows, int64_t chunk) {
-  for (int r = 0; r < R; ++r)
-    prefetch_row_stream(rows[r] + chunk * kChunkBytes<C> + kRowStreamPrefetchBytes);
+  for (int r = 0; r < R; ++r) prefetch_row_stream(rows[r] + chunk * kChunkBytes<C> + kRowStreamPrefetchBytes);
 }
 
 // The four code vectors of one chunk of one weight row (see the header comment).

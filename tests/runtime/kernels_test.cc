@@ -385,7 +385,11 @@ TEST(VectorHelpers, DotAxpyAddMatchDoubleReference) {
     EXPECT_NEAR(dot(a.data(), b.data(), n), exact, static_cast<double>(n) * 0x1p-24 * abs_sum + 1e-30) << n;
     double sum = 0, sum_abs = 0;
     for (size_t i = 0; i < n; ++i) sum += a[i], sum_abs += std::fabs(a[i]);
-    EXPECT_NEAR(sum_four_streams(a.data(), n), sum, static_cast<double>(n) * 0x1p-24 * sum_abs + 1e-30) << n;
+    for (bool non_temporal : {false, true}) {  // the prefetch hint changes no value
+      EXPECT_NEAR(sum_four_streams(a.data(), n, non_temporal), sum,
+                  static_cast<double>(n) * 0x1p-24 * sum_abs + 1e-30)
+          << n;
+    }
     const std::vector<float> ia = random_ints(rng, n), ib = random_ints(rng, n);
     double iexact = 0;
     for (size_t i = 0; i < n; ++i) iexact += static_cast<double>(ia[i]) * ib[i];
