@@ -152,8 +152,9 @@ struct BlockPlace {
                                                 : m.group_size / kInt16Block),
         subs_per_block(kInt16Block / o.scale_block),
         avx2(a) {
-    if (!int16_gemv_supports(m))
-      fail("activation codes need groups of whole 32-column blocks, not {}", m.group_size);
+    if (m.group_size < m.cols && m.group_size % kInt16Block != 0)
+      fail("activation codes need weight groups of whole {}-column blocks, not {} columns", kInt16Block,
+           m.group_size);
   }
 };
 

@@ -19,9 +19,11 @@ constexpr int64_t kRowStreamPrefetchBytes = 1024;
 
 // Prefetches p, ahead of a row stream's reads, as non-temporal. Why: a decode step streams every weight
 // once, more bytes than the caches hold, so each weight line is evicted before it is read again; with a
-// temporal prefetch the lines go through L2 and, evicted from it, fill the victim L3 too, which costs
-// bandwidth and evicts what is reused every token (the KV cache, activations). docs/PERFORMANCE.md,
-// session 13.
+// temporal prefetch the lines go through L2 and, evicted from it, fill the victim L3 too, evicting what is
+// reused every token (the KV cache, activations). Measured: W4A16 decode 8-21 % faster on the Zen 3 VM,
+// more with a longer context (docs/PERFORMANCE.md, session 13; the mechanism is inferred, the VM has no
+// performance counters). Used by the int4 / 8-bit decode kernels (kernels_packed_int16.cc); the bf16 gemv
+// (kernels_hwy.cc) was slower with it and the fp8 decoder no faster, so they prefetch temporally.
 inline void prefetch_row_stream(const void* p) {
   __builtin_prefetch(p, 0, 0);
 }
