@@ -54,9 +54,17 @@ bool have_avx2_fma() {
 #endif
 }
 
+namespace {
+// Whether w's weight groups hold whole 32-column blocks (or one group spans each row), so that every block of
+// activation codes lies in one group.
+bool groups_hold_whole_blocks(const PackedMatrix& w) {
+  return w.group_size >= w.cols || w.group_size % kInt16Block == 0;
+}
+}  // namespace
+
 bool int16_gemv_supports(const PackedMatrix& w) {
   if (w.codes != Codes::Int4 && w.codes != Codes::UInt8 && w.codes != Codes::Int8) return false;
-  return w.group_size >= w.cols || w.group_size % kInt16Block == 0;
+  return groups_hold_whole_blocks(w);
 }
 
 int64_t int16_chunk_position(Codes codes, int64_t j, int bits) {
@@ -152,7 +160,7 @@ struct BlockPlace {
                                                 : m.group_size / kInt16Block),
         subs_per_block(kInt16Block / o.scale_block),
         avx2(a) {
-    if (m.group_size < m.cols && m.group_size % kInt16Block != 0)
+    if (!groups_hold_whole_blocks(m))
       fail("activation codes need weight groups of whole {}-column blocks, not {} columns", kInt16Block,
            m.group_size);
   }
