@@ -7,12 +7,16 @@
 //                             from bf16 models), w8a8 (int8 x int8)
 //   Dense/bf16/N/K/m          kernels::linear on bf16, the baseline
 //   1T/PackedPath/<format>/<gemv|sgemm>/N/K/m   both paths at small m, to place packed_gemm_min_rows
-// Counters: GB/s = bytes of weight data read per call (codes + scales) / time; GFLOP/s = 2 m N K / time.
+//   Machine/Peak/<instructions>   the core's multiply-add limit for each instruction mix the kernels use
+//                             (machine_peaks.h), the ceiling to hold the m = 512 rows against
+// Counters: GB/s = bytes of weight data read per call (codes + scales) / time; GFLOP/s = 2 m N K / time
+// (for Machine/Peak: 2 x the multiply-adds issued).
 // Weights are cold: every iteration uses the next of enough copies to exceed 512 MiB, so the codes come from
 // DRAM as in a decode step. Each family runs with all pool threads (wall clock, "/real_time") and with one
 // thread ("1T/", that thread's CPU time, stable on a shared machine).
 #include <benchmark/benchmark.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -21,6 +25,7 @@
 #include <vector>
 
 #include "io/dtype.h"
+#include "machine_peaks.h"
 #include "runtime/kernels.h"
 #include "runtime/kernels_packed.h"
 #include "util/thread_pool.h"
@@ -187,7 +192,30 @@ void path_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"N", "K", "m"});
 }
 
+// One peak loop per pool thread (threads = 0: all of them), 2^24 trips each per iteration.
+void run_peak(benchmark::State& state, bench::PeakOp op, int threads) {
+  set_global_threads(threads);
+  constexpr int64_t kTrips = int64_t{1} << 24;
+  std::atomic<int64_t> done{0};
+  for (auto _ : state) {
+    global_pool().run_on_all([&](int) { done.fetch_add(bench::run_peak_loop(op, kTrips)); });
+  }
+  if (done.load() == 0) state.SkipWithError("needs AVX2 + FMA");
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * static_cast<double>(done.load()) / 1e9, benchmark::Counter::kIsRate);
+  set_global_threads(0);
+}
+
 void register_all() {
+  for (bench::PeakOp op : {bench::PeakOp::Fp32Fma, bench::PeakOp::Int16Madd, bench::PeakOp::Int8Madd}) {
+    const std::string name = std::string("Machine/Peak/") + bench::peak_op_name(op);
+    benchmark::RegisterBenchmark(name.c_str(), [op](benchmark::State& s) { run_peak(s, op, 0); })
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("1T/" + name).c_str(), [op](benchmark::State& s) {
+      run_peak(s, op, 1);
+    })->Unit(benchmark::kMillisecond);
+  }
   for (Format f : {Format::Int4G128, Format::Int8Channel, Format::Fp8Channel, Format::Fp8ChannelBf16}) {
     for (Path p : {Path::Gemv, Path::Sgemm}) {
       const std::string name =

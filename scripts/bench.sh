@@ -37,7 +37,8 @@ lscpu | grep -E 'Model name|^CPU\(s\)|Thread|L2|L3' || true
 run kernels_bench "$BUILD_DIR/bench/kernels_bench"
 
 # Packed quantized-weight kernels (int4 g128, int8, fp8, W8A8) next to dense bf16 at the reference model's and
-# Llama-3.1-8B's shapes, and the gemv/sgemm crossover of the packed path (docs/PERFORMANCE.md).
+# Llama-3.1-8B's shapes, the gemv/sgemm crossover of the packed path, and the core's multiply-add peak for each
+# instruction mix the kernels use (Machine/Peak/..., the ceiling for the m = 512 rows; docs/PERFORMANCE.md).
 run packed_bench "$BUILD_DIR/bench/packed_bench"
 
 # Tokenizer throughput (skips its cases when ../shared is absent).

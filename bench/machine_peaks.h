@@ -1,0 +1,25 @@
+// The arithmetic limits the kernels are judged against, measured in the same run as they are: register-only
+// loops that issue one kind of multiply-add as fast as the core accepts it, with enough independent chains to
+// hide its latency. They show, for instance, whether a CPU's integer multiply-adds can make an int8 product
+// faster than fp32 FMAs at all (on the Zen 3 VM they cannot: docs/PERFORMANCE.md).
+#pragma once
+
+#include <cstdint>
+
+namespace lowbit::bench {
+
+// 256-bit forms, the ones the AVX2 kernels use (on AVX-512 machines the 512-bit forms may issue at other
+// rates).
+enum class PeakOp {
+  Fp32Fma,    // vfmadd...ps: 8 multiply-adds per instruction (the sgemm and bf16 paths)
+  Int16Madd,  // vpmaddwd + vpaddd: 16 per pair (the W8A8 AVX2 prefill kernel and the 8-bit decode kernels)
+  Int8Madd,   // vpmaddubsw + vpmaddwd + vpaddd: 32 per triple (the int4 decode kernel against int8 codes)
+};
+
+const char* peak_op_name(PeakOp op);
+
+// Runs op's loop `trips` times on the calling thread and returns the multiply-adds done; 0 without AVX2 +
+// FMA.
+int64_t run_peak_loop(PeakOp op, int64_t trips);
+
+}  // namespace lowbit::bench
