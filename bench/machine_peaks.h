@@ -8,8 +8,7 @@
 
 namespace lowbit::bench {
 
-// 256-bit forms, the ones the AVX2 kernels use (on AVX-512 machines the 512-bit forms may issue at other
-// rates).
+// The 256-bit forms, which the AVX2 kernels use (the 512-bit forms of AVX-512 machines are not measured).
 enum class PeakOp {
   Fp32Fma,    // vfmadd...ps: 8 multiply-adds per instruction (the sgemm and bf16 paths)
   Int16Madd,  // vpmaddwd + vpaddd: 16 per pair (the W8A8 AVX2 prefill kernel and the 8-bit decode kernels)
@@ -18,8 +17,7 @@ enum class PeakOp {
 
 const char* peak_op_name(PeakOp op);
 
-// Runs op's loop `trips` times on the calling thread and returns the multiply-adds done; 0 without AVX2 +
-// FMA.
+// Runs op's loop `trips` times on the calling thread; returns the multiply-adds done (0 without AVX2, FMA).
 int64_t run_peak_loop(PeakOp op, int64_t trips);
 
 }  // namespace lowbit::bench
