@@ -54,6 +54,23 @@ uint64_t decode_weight_bytes(const runtime::Transformer& transformer) {
   return bytes;
 }
 
+double prefill_flops_per_token(const runtime::Transformer& transformer, int64_t prompt_len) {
+  if (prompt_len < 1) fail("prefill_flops_per_token: prompt length {} is not positive", prompt_len);
+  const ModelConfig& c = transformer.config();
+  double linears = 0;
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const runtime::Transformer::Layer& l = transformer.layer(i);
+    for (const auto* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
+      linears += 2.0 * static_cast<double>((*w)->out_features()) * static_cast<double>((*w)->in_features());
+  }
+  const double positions = (static_cast<double>(prompt_len) + 1.0) / 2.0;
+  const double attention = 4.0 * static_cast<double>(c.num_layers * c.q_dim()) * positions;
+  const runtime::LinearWeight& head = transformer.lm_head();
+  const double lm_head = 2.0 * static_cast<double>(head.out_features()) *
+                         static_cast<double>(head.in_features()) / static_cast<double>(prompt_len);
+  return linears + attention + lm_head;
+}
+
 uint64_t decode_kv_bytes(const runtime::Transformer& transformer, int64_t prompt_len, int64_t gen_len) {
   const ModelConfig& c = transformer.config();
   const runtime::KVQuantizer* codes = transformer.kv_quantizer();
@@ -148,11 +165,27 @@ SpeedResult measure_speed(const runtime::Transformer& transformer, const SpeedOp
   result.repeat = options.repeat;
   result.decode_weight_bytes = decode_weight_bytes(transformer);
   result.decode_kv_bytes = decode_kv_bytes(transformer, options.prompt_len, options.gen_len);
+  result.prefill_flops_per_token = prefill_flops_per_token(transformer, options.prompt_len);
   for (int64_t batch : options.batches) {
     if (batch < 1) fail("batch size {} is not positive", batch);
     result.batches.push_back(measure_batch(transformer, options, prompts, batch));
   }
   return result;
+}
+
+double measure_fma_peak() {
+  ThreadPool& pool = global_pool();
+  constexpr int64_t kTrips = int64_t{1} << 22;  // a few milliseconds per thread
+  std::vector<double> flops(static_cast<size_t>(pool.size()));
+  double best = 0.0;
+  for (int pass = 0; pass < 5; ++pass) {
+    const auto start = Clock::now();
+    pool.run_on_all(
+        [&](int thread) { flops[static_cast<size_t>(thread)] = kernels::fma_chain_flops(kTrips); });
+    const double seconds = seconds_since(start);
+    best = std::max(best, std::accumulate(flops.begin(), flops.end(), 0.0) / seconds);
+  }
+  return best;
 }
 
 double measure_read_bandwidth(size_t bytes) {

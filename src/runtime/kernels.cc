@@ -34,6 +34,9 @@ float dot(const float* a, const float* b, size_t n) {
 float sum_four_streams(const float* a, size_t n, bool non_temporal) {
   return simd::sum_four_streams(a, n, non_temporal);
 }
+double fma_chain_flops(int64_t trips) {
+  return simd::fma_chain_flops(trips);
+}
 void axpy(float a, const float* x, float* y, size_t n) {
   simd::axpy(a, x, y, n);
 }

@@ -65,5 +65,9 @@ void add_inplace(float* y, const float* x, size_t n);    // y += x
 // kernels_bench. One stream per core draws less from DRAM on the Zen 3 VM (docs/PERFORMANCE.md, session 10).
 // non_temporal: prefetch as the packed decode products do (row_streams.h), not as the bf16/fp32 ones.
 float sum_four_streams(const float* a, size_t n, bool non_temporal = false);
+// Runs `trips` steps of ten independent fused multiply-add chains on the widest vectors the dispatcher picked
+// (no memory traffic) and returns the flops done, 2 per lane per multiply-add: timed, the core's fp32 FMA
+// peak, the ceiling `lowbit bench` holds prefill against. (On a target without FMA, a multiply and an add.)
+double fma_chain_flops(int64_t trips);
 
 }  // namespace lowbit::kernels

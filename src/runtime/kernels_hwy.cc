@@ -547,6 +547,31 @@ float SumFourStreams(const float* a, size_t n, bool non_temporal) {
   return s;
 }
 
+// fma_chain_flops: ten independent chains c = c * b + a on the widest vectors, `trips` times. Ten cover the
+// FMA latency (4-5 cycles) on two pipes, and with the two constants they fit 16 vector registers.
+double FmaChains(int64_t trips) {
+  const DF df;
+  const VF a = hn::Set(df, 0.5f), b = hn::Set(df, 0.999f);
+  VF c0 = a, c1 = a, c2 = a, c3 = a, c4 = a, c5 = a, c6 = a, c7 = a, c8 = a, c9 = a;
+  for (int64_t i = 0; i < trips; ++i) {
+    c0 = hn::MulAdd(c0, b, a);
+    c1 = hn::MulAdd(c1, b, a);
+    c2 = hn::MulAdd(c2, b, a);
+    c3 = hn::MulAdd(c3, b, a);
+    c4 = hn::MulAdd(c4, b, a);
+    c5 = hn::MulAdd(c5, b, a);
+    c6 = hn::MulAdd(c6, b, a);
+    c7 = hn::MulAdd(c7, b, a);
+    c8 = hn::MulAdd(c8, b, a);
+    c9 = hn::MulAdd(c9, b, a);
+  }
+  const VF sum = hn::Add(hn::Add(hn::Add(hn::Add(c0, c1), hn::Add(c2, c3)), hn::Add(hn::Add(c4, c5), c6)),
+                         hn::Add(hn::Add(c7, c8), c9));
+  volatile float sink = hn::GetLane(hn::SumOfLanes(df, sum));  // keeps the chains
+  (void)sink;
+  return 2.0 * 10.0 * static_cast<double>(hn::Lanes(df)) * static_cast<double>(std::max<int64_t>(trips, 0));
+}
+
 void Axpy(float a, const float* x, float* y, size_t n) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
@@ -584,6 +609,7 @@ HWY_EXPORT(SiluMul);
 HWY_EXPORT(Softmax);
 HWY_EXPORT(Dot);
 HWY_EXPORT(SumFourStreams);
+HWY_EXPORT(FmaChains);
 HWY_EXPORT(Axpy);
 HWY_EXPORT(AddInplace);
 HWY_EXPORT(TargetName);
@@ -618,6 +644,9 @@ float dot(const float* a, const float* b, size_t n) {
 }
 float sum_four_streams(const float* a, size_t n, bool non_temporal) {
   return HWY_DYNAMIC_DISPATCH(SumFourStreams)(a, n, non_temporal);
+}
+double fma_chain_flops(int64_t trips) {
+  return HWY_DYNAMIC_DISPATCH(FmaChains)(trips);
 }
 void axpy(float a, const float* x, float* y, size_t n) {
   HWY_DYNAMIC_DISPATCH(Axpy)(a, x, y, n);

@@ -33,6 +33,7 @@ void silu_mul(const float* gate, const float* up, float* out, size_t n);
 void softmax(float* x, size_t n);
 float dot(const float* a, const float* b, size_t n);
 float sum_four_streams(const float* a, size_t n, bool non_temporal);
+double fma_chain_flops(int64_t trips);
 void axpy(float a, const float* x, float* y, size_t n);
 void add_inplace(float* y, const float* x, size_t n);
 

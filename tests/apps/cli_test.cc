@@ -61,6 +61,9 @@ TEST(Cli, BenchCompareRoundsReportsEachRoundAndTheirMedian) {
   ASSERT_EQ(j["rounds"].size(), 3u);
   EXPECT_EQ(j["ratios"], j["rounds"][0]);                            // the tables' round
   EXPECT_DOUBLE_EQ(j["ratios"]["weight_bytes"].get<double>(), 1.0);  // the same model twice
+  EXPECT_GT(j["prefill_flops_per_token"].get<double>(), 0.0);
+  EXPECT_EQ(j["fma_peak_flops_s"].get<double>(), 0.0);  // --no-bandwidth skips the machine probes
+  EXPECT_EQ(j["prefill_fraction_of_fma_peak"].get<double>(), 0.0);
   ASSERT_EQ(j["ratios_median"]["batches"].size(), 2u);
   for (size_t b = 0; b < 2; ++b) {
     for (const char* key : {"decode_tok_s", "prefill_tok_s", "ttft_s", "itl_mean_s", "e2e_s"}) {

@@ -82,6 +82,7 @@ nlohmann::json measure_model(const std::string& path, const BenchArgs& args) {
           {"weight_bytes", held_weight_bytes(loaded, r.decode_weight_bytes)},
           {"decode_weight_bytes", r.decode_weight_bytes},
           {"decode_kv_bytes", r.decode_kv_bytes},
+          {"prefill_flops_per_token", r.prefill_flops_per_token},
           {"peak_rss_after_load_bytes", rss_after_load},
           {"peak_rss_bytes", rss},
           {"batches", batches}};
@@ -181,7 +182,7 @@ nlohmann::json median_ratios(const std::vector<nlohmann::json>& rounds) {
   return {{"rounds", rounds.size()}, {"batches", per_batch}};
 }
 
-void print_model(const nlohmann::json& m, double bandwidth) {
+void print_model(const nlohmann::json& m, double bandwidth, double fma_peak) {
   const double weights = m["decode_weight_bytes"].get<double>();
   fmt::print("model {}  ({})\n", m["model"].get<std::string>(), m["quantization"].get<std::string>());
   fmt::print("  threads {}  prompt {}  gen {}  repeat {}\n", m["threads"].get<int>(),
@@ -204,6 +205,14 @@ void print_model(const nlohmann::json& m, double bandwidth) {
         b["decode_tok_s"]["median"].get<double>(), b["e2e_s"]["median"].get<double>(),
         b["peak_rss_bytes"].get<double>() / 1e6, b["decode_tok_s"]["min"].get<double>(),
         b["decode_tok_s"]["max"].get<double>());
+  }
+  if (fma_peak > 0) {
+    fmt::print(
+        "  FMA peak {:.1f} GFLOP/s; batch-1 prefill {:.1f} GFLOP/s ({:.1f} MFLOP per prompt token), {:.0f} % "
+        "of it\n",
+        fma_peak / 1e9, m["prefill_flops_s"].get<double>() / 1e9,
+        m["prefill_flops_per_token"].get<double>() / 1e6,
+        100.0 * m["prefill_fraction_of_fma_peak"].get<double>());
   }
   if (bandwidth > 0) {
     const double floor = bandwidth / weights;
@@ -234,6 +243,7 @@ int run_bench(const BenchArgs& args) {
   }
   apply_threads(args.common);
   const double bandwidth = args.skip_bandwidth ? 0.0 : eval::measure_read_bandwidth();
+  const double fma_peak = args.skip_bandwidth ? 0.0 : eval::measure_fma_peak();
   // Decode cannot beat reading every weight once per step: that is its floor. Attention also reads the
   // cached keys and values of every earlier position, which at long contexts is a large share of a small
   // model's step: the second floor counts those bytes too.
@@ -246,6 +256,11 @@ int run_bench(const BenchArgs& args) {
     m["decode_fraction_of_floor"] = floor > 0 ? decode / floor : 0.0;
     m["decode_floor_with_kv_tok_s"] = floor_kv;
     m["decode_fraction_of_floor_with_kv"] = floor_kv > 0 ? decode / floor_kv : 0.0;
+    // Prefill cannot beat doing its useful flops at the FMA peak: its ceiling.
+    const double prefill_flops =
+        m["batches"][0]["prefill_tok_s"]["median"].get<double>() * m["prefill_flops_per_token"].get<double>();
+    m["prefill_flops_s"] = prefill_flops;
+    m["prefill_fraction_of_fma_peak"] = fma_peak > 0 ? prefill_flops / fma_peak : 0.0;
   };
   add_floor(first);
   if (!other.is_null()) add_floor(other);
@@ -253,6 +268,7 @@ int run_bench(const BenchArgs& args) {
   if (args.common.json) {
     nlohmann::json out = first;
     out["read_bandwidth_bytes_s"] = bandwidth;
+    out["fma_peak_flops_s"] = fma_peak;
     if (!other.is_null()) {
       out["compare"] = other;
       out["ratios"] = rounds.front();
@@ -264,9 +280,9 @@ int run_bench(const BenchArgs& args) {
     fmt::print("{}\n", out.dump());
     return 0;
   }
-  print_model(first, bandwidth);
+  print_model(first, bandwidth, fma_peak);
   if (other.is_null()) return 0;
-  print_model(other, bandwidth);
+  print_model(other, bandwidth, fma_peak);
   const nlohmann::json r = ratios(first, other);
   fmt::print("ratios {} / {}: weights {:.3f}  peak RSS {:.3f}  load {:.3f}\n", args.model, args.compare,
              r["weight_bytes"].get<double>(), r["peak_rss_bytes"].get<double>(),
@@ -328,7 +344,9 @@ void register_bench(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& co
       ->needs("--compare");
   cmd->add_flag("--dequantize", args->dequantize,
                 "Run quantized checkpoints dequantized at load (the fake-quant path) instead of packed");
-  cmd->add_flag("--no-bandwidth", args->skip_bandwidth, "Skip measuring memory bandwidth");
+  cmd->add_flag(
+      "--no-bandwidth", args->skip_bandwidth,
+      "Skip the machine probes: memory bandwidth (decode's floor) and FMA peak (prefill's ceiling)");
   add_common_options(cmd, args->common);
   add_kv_cache_dtype_option(cmd, args->common, "auto");
   commands.emplace_back(cmd, [args] { return run_bench(*args); });
