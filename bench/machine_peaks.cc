@@ -1,6 +1,8 @@
 // Register-only peak loops (machine_peaks.h).
 #include "machine_peaks.h"
 
+#include "runtime/kernels.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define LOWBIT_PEAKS_X86 1
@@ -25,35 +27,9 @@ namespace {
 
 #define LOWBIT_PEAKS_AVX2 __attribute__((target("avx2,fma"), noinline))
 
-// The loops are written in assembly with fixed registers: compiled from intrinsics, GCC 12 kept some of the
-// accumulators on the stack (stores inside the loop), which measured the stores instead.
-
-// Ten chains of c = c * b + a (FMA latency 4-5 cycles times two pipes).
-LOWBIT_PEAKS_AVX2 int64_t fma_loop(int64_t trips) {
-  const float a = 0.5f, b = 0.999f;
-  int64_t n = trips;
-  asm volatile(
-      "vbroadcastss %[a], %%ymm14\n\t"
-      "vbroadcastss %[b], %%ymm15\n\t"
-      "vmovaps %%ymm14, %%ymm0\n\tvmovaps %%ymm14, %%ymm1\n\tvmovaps %%ymm14, %%ymm2\n\t"
-      "vmovaps %%ymm14, %%ymm3\n\tvmovaps %%ymm14, %%ymm4\n\tvmovaps %%ymm14, %%ymm5\n\t"
-      "vmovaps %%ymm14, %%ymm6\n\tvmovaps %%ymm14, %%ymm7\n\tvmovaps %%ymm14, %%ymm8\n\t"
-      "vmovaps %%ymm14, %%ymm9\n\t"
-      "1:\n\t"
-      "vfmadd213ps %%ymm14, %%ymm15, %%ymm0\n\tvfmadd213ps %%ymm14, %%ymm15, %%ymm1\n\t"
-      "vfmadd213ps %%ymm14, %%ymm15, %%ymm2\n\tvfmadd213ps %%ymm14, %%ymm15, %%ymm3\n\t"
-      "vfmadd213ps %%ymm14, %%ymm15, %%ymm4\n\tvfmadd213ps %%ymm14, %%ymm15, %%ymm5\n\t"
-      "vfmadd213ps %%ymm14, %%ymm15, %%ymm6\n\tvfmadd213ps %%ymm14, %%ymm15, %%ymm7\n\t"
-      "vfmadd213ps %%ymm14, %%ymm15, %%ymm8\n\tvfmadd213ps %%ymm14, %%ymm15, %%ymm9\n\t"
-      "dec %[n]\n\t"
-      "jnz 1b\n\t"
-      "vzeroupper"
-      : [n] "+r"(n)
-      : [a] "m"(a), [b] "m"(b)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm14", "xmm15",
-        "cc");
-  return trips * 10 * 8;
-}
+// The integer loops are written in assembly with fixed registers: compiled from intrinsics, GCC 12 kept some
+// of the accumulators on the stack (stores inside the loop), which measured the stores instead. The FMA peak
+// is the product's own probe (kernels::fma_chain_flops, what `lowbit bench` uses), on the widest vectors.
 
 // Six chains of c += vpmaddwd(x, w).
 LOWBIT_PEAKS_AVX2 int64_t int16_loop(int64_t trips) {
@@ -122,22 +98,17 @@ LOWBIT_PEAKS_AVX2 int64_t int8_loop(int64_t trips) {
 
 }  // namespace
 
-int64_t run_peak_loop(PeakOp op, int64_t trips) {
-  if (trips <= 0 || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
-  switch (op) {
-    case PeakOp::Fp32Fma:
-      return fma_loop(trips);
-    case PeakOp::Int16Madd:
-      return int16_loop(trips);
-    case PeakOp::Int8Madd:
-      return int8_loop(trips);
-  }
-  return 0;
-}
-#else
-int64_t run_peak_loop(PeakOp, int64_t) {
-  return 0;
-}
 #endif
+
+int64_t run_peak_loop(PeakOp op, int64_t trips) {
+  if (trips <= 0) return 0;
+  if (op == PeakOp::Fp32Fma) return static_cast<int64_t>(kernels::fma_chain_flops(trips) / 2);
+#ifdef LOWBIT_PEAKS_X86
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+  return op == PeakOp::Int16Madd ? int16_loop(trips) : int8_loop(trips);
+#else
+  return 0;
+#endif
+}
 
 }  // namespace lowbit::bench

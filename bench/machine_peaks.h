@@ -8,16 +8,18 @@
 
 namespace lowbit::bench {
 
-// The 256-bit forms, which the AVX2 kernels use (the 512-bit forms of AVX-512 machines are not measured).
+// The integer mixes in their 256-bit forms, which the AVX2 kernels use (AVX-512 VNNI is not measured); the
+// FMAs on the widest vectors the dispatcher picks, as sgemm uses them.
 enum class PeakOp {
-  Fp32Fma,    // vfmadd...ps: 8 multiply-adds per instruction (the sgemm and bf16 paths)
+  Fp32Fma,    // vfmadd...ps: 8 (16 on AVX-512) multiply-adds per instruction (the sgemm and bf16 paths)
   Int16Madd,  // vpmaddwd + vpaddd: 16 per pair (the W8A8 AVX2 prefill kernel and the 8-bit decode kernels)
   Int8Madd,   // vpmaddubsw + vpmaddwd + vpaddd: 32 per triple (the int4 decode kernel against int8 codes)
 };
 
 const char* peak_op_name(PeakOp op);
 
-// Runs op's loop `trips` times on the calling thread; returns the multiply-adds done (0 without AVX2, FMA).
+// Runs op's loop `trips` times on the calling thread; returns the multiply-adds done (0 for the integer
+// loops without AVX2).
 int64_t run_peak_loop(PeakOp op, int64_t trips);
 
 }  // namespace lowbit::bench
