@@ -247,7 +247,7 @@ int run_bench(const BenchArgs& args) {
   // Decode cannot beat reading every weight once per step: that is its floor. Attention also reads the
   // cached keys and values of every earlier position, which at long contexts is a large share of a small
   // model's step: the second floor counts those bytes too.
-  auto add_floor = [&](nlohmann::json& m) {
+  auto add_machine_limits = [&](nlohmann::json& m) {
     const double decode = m["batches"][0]["decode_tok_s"]["median"].get<double>();
     const double weights = m["decode_weight_bytes"].get<double>();
     const double floor = bandwidth > 0 ? bandwidth / weights : 0.0;
@@ -262,8 +262,8 @@ int run_bench(const BenchArgs& args) {
     m["prefill_flops_s"] = prefill_flops;
     m["prefill_fraction_of_fma_peak"] = fma_peak > 0 ? prefill_flops / fma_peak : 0.0;
   };
-  add_floor(first);
-  if (!other.is_null()) add_floor(other);
+  add_machine_limits(first);
+  if (!other.is_null()) add_machine_limits(other);
 
   if (args.common.json) {
     nlohmann::json out = first;
