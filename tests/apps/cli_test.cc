@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <utility>
 
 namespace fs = std::filesystem;
 
@@ -64,6 +65,7 @@ TEST(Cli, BenchCompareRoundsReportsEachRoundAndTheirMedian) {
   EXPECT_GT(j["prefill_flops_per_token"].get<double>(), 0.0);
   EXPECT_EQ(j["fma_peak_flops_s"].get<double>(), 0.0);  // --no-bandwidth skips the machine probes
   EXPECT_EQ(j["prefill_fraction_of_fma_peak"].get<double>(), 0.0);
+  EXPECT_FALSE(j["rounds"][0].contains("read_bandwidth_bytes_s"));  // nor a probe per round
   ASSERT_EQ(j["ratios_median"]["batches"].size(), 2u);
   for (size_t b = 0; b < 2; ++b) {
     for (const char* key : {"decode_tok_s", "prefill_tok_s", "ttft_s", "itl_mean_s", "e2e_s"}) {
@@ -78,6 +80,34 @@ TEST(Cli, BenchCompareRoundsReportsEachRoundAndTheirMedian) {
   const CliResult alone = run_cli("bench " + kModel + " --rounds 2");
   EXPECT_NE(alone.exit_code, 0);
   EXPECT_NE(alone.out.find("--compare"), std::string::npos) << alone.out;
+}
+
+TEST(Cli, BenchRoundsHoldEachPairAgainstProbesOfItsOwn) {
+  // A small probe buffer keeps the test quick; its reading need not be DRAM's for the bookkeeping checked.
+  const CliResult r =
+      run_cli("bench " + kModel + " --compare " + kModel +
+                  " --rounds 3 --prompt-len 8 --gen-len 4 --batch 1 --repeat 1 --probe-mib 16 --json",
+              false);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["rounds"].size(), 3u);
+  for (const char* key : {"read_bandwidth_bytes_s", "fma_peak_flops_s", "decode_fraction_of_floor",
+                          "compare_decode_fraction_of_floor"}) {
+    std::array<double, 3> v{};
+    for (size_t i = 0; i < 3; ++i) v[i] = j["rounds"][i][key].get<double>();
+    std::sort(v.begin(), v.end());
+    EXPECT_GT(v[0], 0.0) << key;
+    EXPECT_DOUBLE_EQ(j["ratios_median"][key].get<double>(), v[1]) << key;
+  }
+  // Round 1 is the pair printed in full: each fraction is that model's decode over its floor at the round's
+  // own probe (weight bytes per step / bandwidth seconds per step).
+  const double probe = j["rounds"][0]["read_bandwidth_bytes_s"].get<double>();
+  for (const auto& [model, key] : {std::pair{j, "decode_fraction_of_floor"},
+                                   std::pair{j["compare"], "compare_decode_fraction_of_floor"}}) {
+    const double expected = model["batches"][0]["decode_tok_s"]["median"].get<double>() *
+                            model["decode_weight_bytes"].get<double>() / probe;
+    EXPECT_NEAR(j["rounds"][0][key].get<double>(), expected, 1e-9 * expected) << key;
+  }
 }
 
 TEST(Cli, MissingModelFolderIsAClearError) {

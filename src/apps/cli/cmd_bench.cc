@@ -2,7 +2,8 @@
 // throughput per batch size, next to the memory-bandwidth floor for decode measured in the same run.
 // `--compare OTHER` measures a second model in the same invocation and prints MODEL / OTHER ratios;
 // `--rounds N` measures the two alternately N times and adds each round's ratios and their medians, which on
-// a machine shared with other jobs are steadier than one pair.
+// a machine shared with other jobs are steadier than one pair; each round also gets its own machine probes,
+// taken right after its pair, and both models' batch-1 decode as a share of the floor at that probe.
 //
 // Each model is measured in a child process (fork), so that its peak RSS is its own: the high-water mark
 // of a process cannot be reset, and two models in one process would share one.
@@ -12,6 +13,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
@@ -31,6 +33,7 @@ struct BenchArgs {
   std::string compare;  // empty: none
   eval::SpeedOptions speed;
   bool skip_bandwidth = false;
+  int probe_mib = 1024;  // the read-bandwidth probe's buffer
   bool dequantize = false;
   int rounds = 1;  // pairs of MODEL and OTHER measured alternately (with --compare)
 };
@@ -88,9 +91,10 @@ nlohmann::json measure_model(const std::string& path, const BenchArgs& args) {
           {"batches", batches}};
 }
 
-// measure_model in a child process; its JSON comes back through a pipe. Errors in the child come back as
-// {"error": message} and are rethrown here.
-nlohmann::json measure_in_child(const std::string& path, const BenchArgs& args) {
+// fn() in a child process; its JSON comes back through a pipe. Errors in the child come back as
+// {"error": message} and are rethrown here. Why a child: measure_model's peak RSS must be its own, and the
+// parent must not start the thread pool before it forks (a child inherits no threads, only the pool object).
+nlohmann::json run_in_child(const std::string& what, const std::function<nlohmann::json()>& fn) {
   int fds[2];
   if (pipe(fds) != 0) fail("bench: pipe failed: {}", std::strerror(errno));
   const pid_t pid = fork();
@@ -100,7 +104,7 @@ nlohmann::json measure_in_child(const std::string& path, const BenchArgs& args) 
     std::string text;
     int status = 0;
     try {
-      text = measure_model(path, args).dump();
+      text = fn().dump();
     } catch (const std::exception& e) {
       text = nlohmann::json{{"error", e.what()}}.dump();
       status = 1;
@@ -129,10 +133,34 @@ nlohmann::json measure_in_child(const std::string& path, const BenchArgs& args) 
   try {
     out = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception&) {
-    fail("bench: measuring {} failed (the child process exited with status {})", path, status);
+    fail("bench: {} failed (the child process exited with status {})", what, status);
   }
   if (out.contains("error")) fail("{}", out["error"].get<std::string>());
   return out;
+}
+
+nlohmann::json measure_in_child(const std::string& path, const BenchArgs& args) {
+  return run_in_child("measuring " + path, [&] { return measure_model(path, args); });
+}
+
+size_t probe_bytes(const BenchArgs& args) {
+  return static_cast<size_t>(args.probe_mib) << 20;
+}
+
+// The machine probes alone (read bandwidth and FMA peak), in a child between the rounds' children (see
+// run_in_child): {"read_bandwidth_bytes_s", "fma_peak_flops_s"}.
+nlohmann::json probes_in_child(const BenchArgs& args) {
+  return run_in_child("the machine probes", [&] {
+    apply_threads(args.common);
+    return nlohmann::json{{"read_bandwidth_bytes_s", eval::measure_read_bandwidth(probe_bytes(args))},
+                          {"fma_peak_flops_s", eval::measure_fma_peak()}};
+  });
+}
+
+// Batch-1 decode of a measured model as a fraction of its weights' floor at `bandwidth` bytes/s.
+double decode_fraction_of_floor(const nlohmann::json& m, double bandwidth) {
+  const double floor = bandwidth / m["decode_weight_bytes"].get<double>();
+  return floor > 0 ? m["batches"][0]["decode_tok_s"]["median"].get<double>() / floor : 0.0;
 }
 
 const nlohmann::json& batch_entry(const nlohmann::json& model, int64_t batch) {
@@ -179,7 +207,15 @@ nlohmann::json median_ratios(const std::vector<nlohmann::json>& rounds) {
     }
     per_batch.push_back(entry);
   }
-  return {{"rounds", rounds.size()}, {"batches", per_batch}};
+  nlohmann::json out = {{"rounds", rounds.size()}, {"batches", per_batch}};
+  for (const char* key : {"read_bandwidth_bytes_s", "fma_peak_flops_s", "decode_fraction_of_floor",
+                          "compare_decode_fraction_of_floor"}) {
+    if (!rounds.front().contains(key)) continue;
+    std::vector<double> v;
+    for (const nlohmann::json& r : rounds) v.push_back(r[key].get<double>());
+    out[key] = eval::summarize(std::move(v)).median;
+  }
+  return out;
 }
 
 void print_model(const nlohmann::json& m, double bandwidth, double fma_peak) {
@@ -232,17 +268,32 @@ int run_bench(const BenchArgs& args) {
   nlohmann::json first = measure_in_child(args.model, args);
   nlohmann::json other;
   std::vector<nlohmann::json> rounds;  // MODEL / OTHER ratios of each round
+  // With several rounds each pair is held against probes of its own, taken right after it: a shared VM's
+  // bandwidth (and clock) drifts between rounds, and so does each model's share of its floor.
+  const bool probe_each_round = args.rounds > 1 && !args.skip_bandwidth;
+  auto add_round = [&](const nlohmann::json& a, const nlohmann::json& b) {
+    nlohmann::json round = ratios(a, b);
+    if (probe_each_round) {
+      const nlohmann::json probes = probes_in_child(args);
+      const double bandwidth = probes["read_bandwidth_bytes_s"].get<double>();
+      round["read_bandwidth_bytes_s"] = bandwidth;
+      round["fma_peak_flops_s"] = probes["fma_peak_flops_s"];
+      round["decode_fraction_of_floor"] = decode_fraction_of_floor(a, bandwidth);
+      round["compare_decode_fraction_of_floor"] = decode_fraction_of_floor(b, bandwidth);
+    }
+    rounds.push_back(std::move(round));
+  };
   if (!args.compare.empty()) {
     other = measure_in_child(args.compare, args);
-    rounds.push_back(ratios(first, other));
+    add_round(first, other);
     for (int r = 1; r < args.rounds; ++r) {
       if (!args.common.json) fmt::print(stderr, "bench: round {} of {}\n", r + 1, args.rounds);
       const nlohmann::json a = measure_in_child(args.model, args);
-      rounds.push_back(ratios(a, measure_in_child(args.compare, args)));
+      add_round(a, measure_in_child(args.compare, args));
     }
   }
   apply_threads(args.common);
-  const double bandwidth = args.skip_bandwidth ? 0.0 : eval::measure_read_bandwidth();
+  const double bandwidth = args.skip_bandwidth ? 0.0 : eval::measure_read_bandwidth(probe_bytes(args));
   const double fma_peak = args.skip_bandwidth ? 0.0 : eval::measure_fma_peak();
   // Decode cannot beat reading every weight once per step: that is its floor. Attention also reads the
   // cached keys and values of every earlier position, which at long contexts is a large share of a small
@@ -305,6 +356,18 @@ int run_bench(const BenchArgs& args) {
                  med["batches"][b][key].get<double>());
     }
   }
+  if (!probe_each_round) return 0;
+  fmt::print("batch-1 decode against its weights' floor, each round with probes taken right after it:\n");
+  const auto per_round = [&](const char* label, const char* key, double scale, const char* unit) {
+    std::string each;
+    for (const nlohmann::json& round : rounds)
+      each += fmt::format(" {:.1f}", scale * round[key].get<double>());
+    fmt::print("  {:<14}{}   median {:.1f}{}\n", label, each, scale * med[key].get<double>(), unit);
+  };
+  per_round("read GB/s", "read_bandwidth_bytes_s", 1e-9, " GB/s");
+  per_round("FMA GFLOP/s", "fma_peak_flops_s", 1e-9, " GFLOP/s");
+  per_round("model %", "decode_fraction_of_floor", 100.0, " %");
+  per_round("compare %", "compare_decode_fraction_of_floor", 100.0, " %");
   return 0;
 }
 
@@ -338,7 +401,8 @@ void register_bench(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& co
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--rounds", args->rounds,
                   "With --compare: measure MODEL and OTHER alternately this many times and report each "
-                  "round's ratios and their median (steadier on a shared machine); the tables show round 1")
+                  "round's ratios and their median (steadier on a shared machine), each round with its own "
+                  "machine probes and floor shares; the tables show round 1")
       ->capture_default_str()
       ->check(CLI::PositiveNumber)
       ->needs("--compare");
@@ -347,6 +411,11 @@ void register_bench(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& co
   cmd->add_flag(
       "--no-bandwidth", args->skip_bandwidth,
       "Skip the machine probes: memory bandwidth (decode's floor) and FMA peak (prefill's ceiling)");
+  cmd->add_option(
+         "--probe-mib", args->probe_mib,
+         "Buffer of the read-bandwidth probe in MiB; it must be much larger than the last-level cache")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   add_common_options(cmd, args->common);
   add_kv_cache_dtype_option(cmd, args->common, "auto");
   commands.emplace_back(cmd, [args] { return run_bench(*args); });
