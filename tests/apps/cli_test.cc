@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -52,6 +53,18 @@ TEST(Cli, PplJsonMatchesTransformersOnDemoText) {
   EXPECT_EQ(j["tokens"].get<int>(), 57 * 255);
 }
 
+// Each of three rounds' values of one figure is positive, and `median` is their median.
+void ExpectMedianOfThreeRounds(const nlohmann::json& rounds,
+                               const std::function<double(const nlohmann::json&)>& value, double median,
+                               const std::string& what) {
+  ASSERT_EQ(rounds.size(), 3u);
+  std::array<double, 3> v{};
+  for (size_t i = 0; i < 3; ++i) v[i] = value(rounds[i]);
+  std::sort(v.begin(), v.end());
+  EXPECT_GT(v[0], 0.0) << what;
+  EXPECT_DOUBLE_EQ(median, v[1]) << what;
+}
+
 TEST(Cli, BenchCompareRoundsReportsEachRoundAndTheirMedian) {
   const CliResult r =
       run_cli("bench " + kModel + " --compare " + kModel +
@@ -69,11 +82,9 @@ TEST(Cli, BenchCompareRoundsReportsEachRoundAndTheirMedian) {
   ASSERT_EQ(j["ratios_median"]["batches"].size(), 2u);
   for (size_t b = 0; b < 2; ++b) {
     for (const char* key : {"decode_tok_s", "prefill_tok_s", "ttft_s", "itl_mean_s", "e2e_s"}) {
-      std::array<double, 3> v{};
-      for (size_t i = 0; i < 3; ++i) v[i] = j["rounds"][i]["batches"][b][key].get<double>();
-      std::sort(v.begin(), v.end());
-      EXPECT_GT(v[0], 0.0) << key;
-      EXPECT_DOUBLE_EQ(j["ratios_median"]["batches"][b][key].get<double>(), v[1]) << key;
+      ExpectMedianOfThreeRounds(
+          j["rounds"], [&](const nlohmann::json& round) { return round["batches"][b][key].get<double>(); },
+          j["ratios_median"]["batches"][b][key].get<double>(), key);
     }
   }
   // Rounds are pairs: without --compare they are an error.
@@ -93,11 +104,9 @@ TEST(Cli, BenchRoundsHoldEachPairAgainstProbesOfItsOwn) {
   ASSERT_EQ(j["rounds"].size(), 3u);
   for (const char* key : {"read_bandwidth_bytes_s", "fma_peak_flops_s", "decode_fraction_of_floor",
                           "compare_decode_fraction_of_floor"}) {
-    std::array<double, 3> v{};
-    for (size_t i = 0; i < 3; ++i) v[i] = j["rounds"][i][key].get<double>();
-    std::sort(v.begin(), v.end());
-    EXPECT_GT(v[0], 0.0) << key;
-    EXPECT_DOUBLE_EQ(j["ratios_median"][key].get<double>(), v[1]) << key;
+    ExpectMedianOfThreeRounds(
+        j["rounds"], [&](const nlohmann::json& round) { return round[key].get<double>(); },
+        j["ratios_median"][key].get<double>(), key);
   }
   // Round 1 is the pair printed in full: each fraction is that model's decode over its floor at the round's
   // own probe (weight bytes per step / bandwidth seconds per step).
