@@ -65,13 +65,18 @@ void ExpectMedianOfThreeRounds(const nlohmann::json& rounds,
   EXPECT_DOUBLE_EQ(median, v[1]) << what;
 }
 
+// `lowbit bench --json` of the bundled model against itself, three rounds of tiny prompts, plus `options`.
+// A failed run leaves no JSON to parse, which fails the calling test too.
+nlohmann::json BenchItselfThreeRounds(const std::string& options) {
+  const CliResult r = run_cli("bench " + kModel + " --compare " + kModel +
+                                  " --rounds 3 --prompt-len 8 --gen-len 4 --repeat 1 --json " + options,
+                              false);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  return nlohmann::json::parse(r.out);
+}
+
 TEST(Cli, BenchCompareRoundsReportsEachRoundAndTheirMedian) {
-  const CliResult r =
-      run_cli("bench " + kModel + " --compare " + kModel +
-                  " --rounds 3 --prompt-len 8 --gen-len 4 --batch 1,2 --repeat 1 --no-bandwidth --json",
-              false);
-  ASSERT_EQ(r.exit_code, 0) << r.out;
-  const auto j = nlohmann::json::parse(r.out);
+  const auto j = BenchItselfThreeRounds("--batch 1,2 --no-bandwidth");
   ASSERT_EQ(j["rounds"].size(), 3u);
   EXPECT_EQ(j["ratios"], j["rounds"][0]);                            // the tables' round
   EXPECT_DOUBLE_EQ(j["ratios"]["weight_bytes"].get<double>(), 1.0);  // the same model twice
@@ -95,12 +100,7 @@ TEST(Cli, BenchCompareRoundsReportsEachRoundAndTheirMedian) {
 
 TEST(Cli, BenchRoundsHoldEachPairAgainstProbesOfItsOwn) {
   // A small probe buffer keeps the test quick; its reading need not be DRAM's for the bookkeeping checked.
-  const CliResult r =
-      run_cli("bench " + kModel + " --compare " + kModel +
-                  " --rounds 3 --prompt-len 8 --gen-len 4 --batch 1 --repeat 1 --probe-mib 16 --json",
-              false);
-  ASSERT_EQ(r.exit_code, 0) << r.out;
-  const auto j = nlohmann::json::parse(r.out);
+  const auto j = BenchItselfThreeRounds("--batch 1 --probe-mib 16");
   ASSERT_EQ(j["rounds"].size(), 3u);
   for (const char* key : {"read_bandwidth_bytes_s", "fma_peak_flops_s", "decode_fraction_of_floor",
                           "compare_decode_fraction_of_floor"}) {
