@@ -117,6 +117,11 @@ TEST(Cli, BenchRoundsHoldEachPairAgainstProbesOfItsOwn) {
                             model["decode_weight_bytes"].get<double>() / probe;
     EXPECT_NEAR(j["rounds"][0][key].get<double>(), expected, 1e-9 * expected) << key;
   }
+  // The tables, which show round 1, are held against the same probes, not a later reading.
+  EXPECT_EQ(j["read_bandwidth_bytes_s"].get<double>(), probe);
+  EXPECT_EQ(j["fma_peak_flops_s"].get<double>(), j["rounds"][0]["fma_peak_flops_s"].get<double>());
+  EXPECT_DOUBLE_EQ(j["decode_fraction_of_floor"].get<double>(),
+                   j["rounds"][0]["decode_fraction_of_floor"].get<double>());
 }
 
 TEST(Cli, MissingModelFolderIsAClearError) {

@@ -292,9 +292,17 @@ int run_bench(const BenchArgs& args) {
       add_round(a, measure_in_child(args.compare, args));
     }
   }
-  apply_threads(args.common);
-  const double bandwidth = args.skip_bandwidth ? 0.0 : eval::measure_read_bandwidth(probe_bytes(args));
-  const double fma_peak = args.skip_bandwidth ? 0.0 : eval::measure_fma_peak();
+  // The tables show round 1, so with probes per round they are held against round 1's; otherwise the probes
+  // run once, here.
+  double bandwidth = 0.0, fma_peak = 0.0;
+  if (probe_each_round) {
+    bandwidth = rounds.front()["read_bandwidth_bytes_s"].get<double>();
+    fma_peak = rounds.front()["fma_peak_flops_s"].get<double>();
+  } else if (!args.skip_bandwidth) {
+    apply_threads(args.common);
+    bandwidth = eval::measure_read_bandwidth(probe_bytes(args));
+    fma_peak = eval::measure_fma_peak();
+  }
   // Decode cannot beat reading every weight once per step: that is its floor. Attention also reads the
   // cached keys and values of every earlier position, which at long contexts is a large share of a small
   // model's step: the second floor counts those bytes too.
