@@ -207,13 +207,13 @@ class StageBuffer {
       return;
     }
     b16_[i].resize(n);
-    for (size_t j = 0; j < n; ++j) b16_[i][j] = f32_to_bf16(x[j]);
+    kernels::to_bf16(x, b16_[i].data(), n);
   }
   // Sample i as fp32 (converted into `scratch` when stored as bf16); valid until release(i).
   const float* get(size_t i, std::vector<float>& scratch) const {
     if (!bf16_) return f32_[i].data();
     scratch.resize(b16_[i].size());
-    for (size_t j = 0; j < b16_[i].size(); ++j) scratch[j] = bf16_to_f32(b16_[i][j]);
+    kernels::from_bf16(b16_[i].data(), scratch.data(), b16_[i].size());
     return scratch.data();
   }
   void release(size_t i) {

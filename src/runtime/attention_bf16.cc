@@ -123,9 +123,9 @@ void attention_sgemm(const float* q, const float* k, const float* v, int64_t cou
                      float* out) {
   const int64_t d = s.head_dim, group = s.num_heads / s.num_kv_heads;
   const int64_t q_dim = s.num_heads * d, kv_dim = s.num_kv_heads * d;
-  std::vector<float> kr(k, k + count * kv_dim), vr(v, v + count * kv_dim);
-  for (float& x : kr) x = round_bf16(x);
-  for (float& x : vr) x = round_bf16(x);
+  std::vector<float> kr(static_cast<size_t>(count * kv_dim)), vr(kr.size());
+  kernels::round_bf16(k, kr.data(), kr.size());
+  kernels::round_bf16(v, vr.data(), vr.size());
   if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const std::vector<Task> tasks = tasks_for(count, s);
@@ -137,9 +137,8 @@ void attention_sgemm(const float* q, const float* k, const float* v, int64_t cou
       qs.resize(static_cast<size_t>(m * d));
       for (int64_t j = 0; j < group; ++j)
         for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < d; ++c)
-            qs[(j * rows + r) * d + c] =
-                round_bf16(q[(task.t0 + r) * q_dim + (task.kv_head * group + j) * d + c]);
+          kernels::round_bf16(q + (task.t0 + r) * q_dim + (task.kv_head * group + j) * d,
+                              qs.data() + (j * rows + r) * d, static_cast<size_t>(d));
       scores.resize(static_cast<size_t>(m * keys_seen));
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(keys_seen),
                   static_cast<int>(d), 1.0f, qs.data(), static_cast<int>(d), kr.data() + task.kv_head * d,
@@ -147,7 +146,7 @@ void attention_sgemm(const float* q, const float* k, const float* v, int64_t cou
       for (int64_t i = 0; i < m; ++i) {
         float* row = scores.data() + i * keys_seen;
         softmax_row(row, task.t0 + i % rows + 1, keys_seen, scale);
-        for (int64_t j = 0; j < keys_seen; ++j) row[j] = round_bf16(row[j]);
+        kernels::round_bf16(row, row, static_cast<size_t>(keys_seen));
       }
       result.resize(static_cast<size_t>(m * d));
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(d),

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "io/dtype.h"
 #include "runtime/gemm_bf16_amx.h"
@@ -43,6 +44,15 @@ uint16_t* scratch(int slot, int64_t n) {
   std::vector<uint16_t>& b = buffers[slot];
   if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
   return b.data();
+}
+
+// x rounded to bf16 as fp32, for the fallback path's fp32 engine. Left uninitialized before the rounding
+// fills it (a zeroing pass would cost as much as the rounding), and freed after the product: kept per
+// thread, the largest operand (a Gram batch, 16 MiB at 2048 x 2048) would stay in the peak memory.
+std::unique_ptr<float[]> rounded_copy(const float* x, int64_t n) {
+  std::unique_ptr<float[]> out(new float[static_cast<size_t>(n)]);
+  kernels::round_bf16(x, out.get(), static_cast<size_t>(n));
+  return out;
 }
 
 // A operand: x [m x k] as bf16 rows of `depth`, rows zero padded to a multiple of 32, into `out`.
@@ -127,7 +137,7 @@ Bf16Weight::Bf16Weight(const float* w, int64_t rows, int64_t cols) : rows_(rows)
   } else {
     depth_ = cols;
     data_.resize(static_cast<size_t>(rows * cols));
-    for (int64_t i = 0; i < rows * cols; ++i) data_[static_cast<size_t>(i)] = f32_to_bf16(w[i]);
+    to_bf16(w, data_.data(), static_cast<size_t>(rows * cols));
   }
 }
 
@@ -137,9 +147,8 @@ void linear_bf16(const float* x, int64_t m, const Bf16Weight& w, const float* bi
   const int64_t n = w.rows_, k = w.cols_;
   if (!w.amx_) {
     // The same bf16 values through the fp32 engine (bf16 weights are widened exactly).
-    std::vector<float> xr(static_cast<size_t>(m * k));
-    for (int64_t i = 0; i < m * k; ++i) xr[static_cast<size_t>(i)] = round_bf16(x[i]);
-    linear(xr.data(), m, DenseWeight{DType::BF16, w.data_.data(), n, k}, bias, y);
+    const std::unique_ptr<float[]> xr = rounded_copy(x, m * k);
+    linear(xr.get(), m, DenseWeight{DType::BF16, w.data_.data(), n, k}, bias, y);
     return;
   }
   uint16_t* a = scratch(0, round_up(m, 32) * w.depth_);
@@ -179,9 +188,7 @@ void gram_bf16_lower(const float* x, int64_t rows, int64_t cols, double* sum) {
   check_shape("gram_bf16_lower", rows, cols, 0);
   if (rows == 0 || cols == 0) return;
   if (!amx_enabled()) {
-    std::vector<float> xr(static_cast<size_t>(rows * cols));
-    for (int64_t i = 0; i < rows * cols; ++i) xr[static_cast<size_t>(i)] = round_bf16(x[i]);
-    gram_f32_lower(xr.data(), rows, cols, sum);
+    gram_f32_lower(rounded_copy(x, rows * cols).get(), rows, cols, sum);
     return;
   }
   // One product accumulated in fp32 tiles and flushed once.

@@ -60,6 +60,14 @@ void weighted_row_sum_ref(const float* p, int64_t m, const void* rows, DType dty
 float dot(const float* a, const float* b, size_t n);
 void axpy(float a, const float* x, float* y, size_t n);  // y += a * x
 void add_inplace(float* y, const float* x, size_t n);    // y += x
+
+// bf16 rounding of n values (round to nearest even, NaN kept NaN: io/dtype.h f32_to_bf16): as fp32
+// (out may be x), or as bf16 bits; and bf16 bits widened back to fp32. The calibration passes round every
+// activation a bf16 model's linears see; these run on the global pool when n is large.
+void round_bf16(const float* x, float* out, size_t n);
+void round_bf16_ref(const float* x, float* out, size_t n);
+void to_bf16(const float* x, uint16_t* out, size_t n);
+void from_bf16(const uint16_t* x, float* out, size_t n);
 // Sum of a[0 .. n), its four quarters read side by side as four sequential streams (with software
 // prefetch), as the decode products read their weight rows: the read-bandwidth probe of `lowbit bench` and
 // kernels_bench. One stream per core draws less from DRAM on the Zen 3 VM (docs/PERFORMANCE.md, session 10).

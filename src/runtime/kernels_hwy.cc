@@ -591,6 +591,41 @@ void AddInplace(float* y, const float* x, size_t n) {
   for (; i < n; ++i) y[i] += x[i];
 }
 
+// The bf16 bits of each lane of v in the upper half of a 32-bit lane (the lower half zero): round to
+// nearest even, NaN kept NaN and made quiet, as io/dtype.h f32_to_bf16.
+HWY_INLINE hn::Vec<hn::RebindToUnsigned<DF>> Bf16HighBits(VF v) {
+  const hn::RebindToUnsigned<DF> du;
+  const auto bits = hn::BitCast(du, v);
+  const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+  const auto rounded = hn::Add(bits, hn::Add(hn::Set(du, 0x7FFFu), lsb));
+  const auto quiet_nan = hn::Or(bits, hn::Set(du, 0x00400000u));
+  return hn::And(hn::IfThenElse(hn::RebindMask(du, hn::IsNaN(v)), quiet_nan, rounded),
+                 hn::Set(du, 0xFFFF0000u));
+}
+
+void RoundBf16(const float* x, float* out, size_t n) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    hn::StoreU(hn::BitCast(df, Bf16HighBits(hn::LoadU(df, x + i))), df, out + i);
+  for (; i < n; ++i) out[i] = bf16_to_f32(f32_to_bf16(x[i]));
+}
+
+void ToBf16(const float* x, uint16_t* out, size_t n) {
+  const DF df;
+  const hn::Rebind<uint16_t, DF> d16;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  const hn::RebindToSigned<DF> di;
+  // The bits shifted down are at most 0xFFFF, so the saturating int32 -> uint16 demotion keeps them.
+  for (; i + lanes <= n; i += lanes) {
+    const auto high = hn::BitCast(di, hn::ShiftRight<16>(Bf16HighBits(hn::LoadU(df, x + i))));
+    hn::StoreU(hn::DemoteTo(d16, high), d16, out + i);
+  }
+  for (; i < n; ++i) out[i] = f32_to_bf16(x[i]);
+}
+
 const char* TargetName() {
   return hwy::TargetName(HWY_TARGET);
 }
@@ -612,6 +647,8 @@ HWY_EXPORT(SumFourStreams);
 HWY_EXPORT(FmaChains);
 HWY_EXPORT(Axpy);
 HWY_EXPORT(AddInplace);
+HWY_EXPORT(RoundBf16);
+HWY_EXPORT(ToBf16);
 HWY_EXPORT(TargetName);
 
 namespace simd {
@@ -653,6 +690,12 @@ void axpy(float a, const float* x, float* y, size_t n) {
 }
 void add_inplace(float* y, const float* x, size_t n) {
   HWY_DYNAMIC_DISPATCH(AddInplace)(y, x, n);
+}
+void round_bf16(const float* x, float* out, size_t n) {
+  HWY_DYNAMIC_DISPATCH(RoundBf16)(x, out, n);
+}
+void to_bf16(const float* x, uint16_t* out, size_t n) {
+  HWY_DYNAMIC_DISPATCH(ToBf16)(x, out, n);
 }
 const char* target_name() {
   return HWY_DYNAMIC_DISPATCH(TargetName)();

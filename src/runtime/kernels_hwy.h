@@ -36,6 +36,8 @@ float sum_four_streams(const float* a, size_t n, bool non_temporal);
 double fma_chain_flops(int64_t trips);
 void axpy(float a, const float* x, float* y, size_t n);
 void add_inplace(float* y, const float* x, size_t n);
+void round_bf16(const float* x, float* out, size_t n);
+void to_bf16(const float* x, uint16_t* out, size_t n);
 
 // Name of the instruction set the dispatcher picked on this CPU (for benchmark/doc output).
 const char* target_name();

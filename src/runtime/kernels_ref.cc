@@ -42,6 +42,10 @@ void silu_mul_ref(const float* gate, const float* up, float* out, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void round_bf16_ref(const float* x, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(f32_to_bf16(x[i]));
+}
+
 void softmax_ref(float* x, size_t n) {
   if (n == 0) return;
   float mx = x[0];

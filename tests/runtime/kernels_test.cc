@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -13,6 +14,7 @@
 
 #include "io/dtype.h"
 #include "runtime/kernels.h"
+#include "runtime/kernels_hwy.h"
 #include "runtime/kernels_linear.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
@@ -225,7 +227,68 @@ TEST_P(ThreadsTest, LinearOtherDtypeFallsBackCorrectly) {
   }
 }
 
+// The element-wise kernels split large inputs over the pool in chunks of a multiple of the vector width, so
+// every element gets the arithmetic of the single-threaded kernel: equal bit for bit at any thread count.
+TEST_P(ThreadsTest, ElementwiseKernelsOnThePoolEqualOneThreadBitForBit) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  const size_t n = 3 * (size_t{1} << 16) + 77;  // several chunks and a tail
+  const std::vector<float> g = random_floats(rng, n, -8, 8), u = random_floats(rng, n, -2, 2);
+  std::vector<float> want(n), got(n, kNaN);
+  simd::silu_mul(g.data(), u.data(), want.data(), n);
+  silu_mul(g.data(), u.data(), got.data(), n);
+  EXPECT_EQ(std::memcmp(want.data(), got.data(), n * sizeof(float)), 0) << "silu_mul";
+  want = g, got = g;
+  simd::add_inplace(want.data(), u.data(), n);
+  add_inplace(got.data(), u.data(), n);
+  EXPECT_EQ(std::memcmp(want.data(), got.data(), n * sizeof(float)), 0) << "add_inplace";
+  simd::round_bf16(g.data(), want.data(), n);
+  round_bf16(g.data(), got.data(), n);
+  EXPECT_EQ(std::memcmp(want.data(), got.data(), n * sizeof(float)), 0) << "round_bf16";
+  const int64_t dim = 768, rows = static_cast<int64_t>(n) / dim;
+  simd::rmsnorm(g.data(), u.data(), rows, dim, 1e-5f, want.data());
+  rmsnorm(g.data(), u.data(), rows, dim, 1e-5f, got.data());
+  EXPECT_EQ(std::memcmp(want.data(), got.data(), static_cast<size_t>(rows * dim) * sizeof(float)), 0)
+      << "rmsnorm";
+}
+
 INSTANTIATE_TEST_SUITE_P(Threads, ThreadsTest, ::testing::Values(1, 2, 3));
+
+// bf16 rounding must be io/dtype.h's f32_to_bf16 exactly, on every compiled target: ties to even, values
+// that round up to infinity, signed zeros, subnormals, infinities and NaNs (made quiet, sign kept), at sizes
+// with and without vector tails and large enough for the pool.
+TEST(RoundBf16, EqualsScalarConversionBitForBit) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  const std::vector<uint32_t> special = {0x00000000u, 0x80000000u, 0x00000001u, 0x807FFFFFu, 0x3F808000u,
+                                         0x3F818000u, 0x3F808001u, 0xBF80FFFFu, 0x7F7FFFFFu, 0xFF7F8000u,
+                                         0x7F7F7FFFu, 0x7F800000u, 0xFF800000u, 0x7FC00000u, 0xFFC00001u,
+                                         0x7F800001u, 0xFF812345u, 0x7FFFFFFFu};
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    for (size_t n : {size_t{1}, size_t{7}, size_t{8}, size_t{18}, size_t{1000}, size_t{200003}}) {
+      std::vector<uint32_t> bits(n);
+      for (auto& b : bits) b = static_cast<uint32_t>(rng());
+      for (size_t i = 0; i < std::min(n, special.size()); ++i) bits[i] = special[i];
+      std::vector<float> x(n), want(n), got(n, kNaN), back(n, kNaN);
+      std::memcpy(x.data(), bits.data(), n * sizeof(float));
+      round_bf16_ref(x.data(), want.data(), n);
+      round_bf16(x.data(), got.data(), n);
+      ASSERT_EQ(std::memcmp(want.data(), got.data(), n * sizeof(float)), 0) << "n=" << n;
+      std::vector<uint16_t> codes(n, 0xFFFF);
+      to_bf16(x.data(), codes.data(), n);
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(codes[i], f32_to_bf16(x[i])) << "n=" << n << " i=" << i;
+      from_bf16(codes.data(), back.data(), n);
+      ASSERT_EQ(std::memcmp(want.data(), back.data(), n * sizeof(float)), 0) << "n=" << n;
+      round_bf16(x.data(), x.data(), n);  // in place
+      ASSERT_EQ(std::memcmp(want.data(), x.data(), n * sizeof(float)), 0) << "n=" << n;
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+}
 
 // The dispatcher picks one instruction set on this CPU; run the key checks on every other compiled one it
 // supports too (AVX2 / SSE4 / scalar have a different register budget and tail handling).
