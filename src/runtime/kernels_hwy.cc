@@ -614,10 +614,10 @@ void RoundBf16(const float* x, float* out, size_t n) {
 
 void ToBf16(const float* x, uint16_t* out, size_t n) {
   const DF df;
+  const hn::RebindToSigned<DF> di;
   const hn::Rebind<uint16_t, DF> d16;
   const size_t lanes = hn::Lanes(df);
   size_t i = 0;
-  const hn::RebindToSigned<DF> di;
   // The bits shifted down are at most 0xFFFF, so the saturating int32 -> uint16 demotion keeps them.
   for (; i + lanes <= n; i += lanes) {
     const auto high = hn::BitCast(di, hn::ShiftRight<16>(Bf16HighBits(hn::LoadU(df, x + i))));
