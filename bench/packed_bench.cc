@@ -1,5 +1,5 @@
 // Packed-weight kernels (runtime/kernels_packed.h) at the reference model's shapes (hidden 768, KV 256,
-// MLP 2048) and Llama-3.1-8B's (4096x4096, 14336x4096, 4096x14336), next to the dense bf16 kernel on the
+// MLP 2048, vocabulary 32000) and Llama-3.1-8B's (4096x4096, 14336x4096, 4096x14336), next to the dense bf16 kernel on the
 // same shape:
 //   Packed/<format>/N/K/m     packed_linear (gemv below packed_gemm_min_rows, dequantized tiles + sgemm
 //                             above); formats int4_g128, int8_ch (W8A16), fp8_e4m3_ch (fp32 scales),
@@ -177,6 +177,9 @@ void shapes(benchmark::internal::Benchmark* b) {
     b->Args({2048, 768, m});
     b->Args({768, 2048, m});
   }
+  // Its lm_head (quantized with --include-lm-head), at decode: 12 MB of int4 codes in rows as short as the
+  // layers' (K = 768) but too many to stay in the caches between calls, unlike the shapes above.
+  b->Args({32000, 768, 1});
   // Llama-3.1-8B: q/o, gate/up, down.
   for (int64_t m : {1, 16}) {
     b->Args({4096, 4096, m});
