@@ -1,6 +1,6 @@
 // Packed-weight kernels (runtime/kernels_packed.h) at the reference model's shapes (hidden 768, KV 256,
-// MLP 2048, vocabulary 32000) and Llama-3.1-8B's (4096x4096, 14336x4096, 4096x14336), next to the dense bf16 kernel on the
-// same shape:
+// MLP 2048, vocabulary 32000) and Llama-3.1-8B's (4096x4096, 14336x4096, 4096x14336), next to the dense bf16
+// kernel on the same shape:
 //   Packed/<format>/N/K/m     packed_linear (gemv below packed_gemm_min_rows, dequantized tiles + sgemm
 //                             above); formats int4_g128, int8_ch (W8A16), fp8_e4m3_ch (fp32 scales),
 //                             fp8_e4m3_ch_bf16 (bf16 scales: weights rounded to bf16, as FP8 checkpoints

@@ -5,9 +5,9 @@
 //   g++ -O3 -mavx2 -mfma -pthread tools/microbench/int4_loop_ablation.cc -o /tmp/int4_ablation
 //   for rows in 64 1024 4096 65536; do /tmp/int4_ablation $rows; done     # four adjacent rows per step
 //   /tmp/int4_ablation 131072 quarters 1; /tmp/int4_ablation 131072 quarters 2
-// "quarters" takes each step's rows from four quarters of the matrix, as the kernel does (runtime/row_streams.h);
-// the last argument runs that many threads, each on a matrix of its own (GB/s is their total).
-// The cycle counts assume 3.35 GHz (the Zen 3 VM) and one thread; the GB/s column does not.
+// "quarters" takes each step's rows from four quarters of the matrix, as the kernel does
+// (runtime/row_streams.h); the last argument runs that many threads, each on a matrix of its own (GB/s is
+// their total). The cycle counts assume 3.35 GHz (the Zen 3 VM) and one thread; the GB/s column does not.
 #include <immintrin.h>
 #include <chrono>
 #include <cstdint>
@@ -76,7 +76,8 @@ int main(int argc, char** argv) {
   const int64_t rows = argc > 1 ? atol(argv[1]) : 64;  // 64 rows = 24 KB (L1: 32 KB)
   const bool quarters = argc > 2 && std::strcmp(argv[2], "quarters") == 0;
   const int threads = argc > 3 ? std::max(1, atoi(argv[3])) : 1;
-  std::vector<std::vector<uint8_t>> w(static_cast<size_t>(threads), std::vector<uint8_t>(rows * rowbytes + 4096));
+  std::vector<std::vector<uint8_t>> w(static_cast<size_t>(threads),
+                                      std::vector<uint8_t>(rows * rowbytes + 4096));
   for (auto& m : w)
     for (auto& b : m) b = rand();
   std::vector<int8_t> x(K);
@@ -103,8 +104,10 @@ int main(int argc, char** argv) {
     printf("%-8s %6.2f cycles per 4-row chunk step (%.1f GB/s codes)\n", name, best * ghz / steps,
            threads * rows * rowbytes / best);
   };
-#define LOWBIT_ABLATION(V, NAME)                                                                          \
-  bench(NAME, [&](const uint8_t* wt, float* o) { run<V>(wt, rowbytes, rows, x.data(), ls.data(), chunks, o, quarters); })
+#define LOWBIT_ABLATION(V, NAME)                                          \
+  bench(NAME, [&](const uint8_t* wt, float* o) {                          \
+    run<V>(wt, rowbytes, rows, x.data(), ls.data(), chunks, o, quarters); \
+  })
   LOWBIT_ABLATION(FULL, "full");
   LOWBIT_ABLATION(FULL_T0, "full_t0");
   LOWBIT_ABLATION(NOPF, "nopf");
