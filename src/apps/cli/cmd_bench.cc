@@ -157,7 +157,8 @@ nlohmann::json probes_in_child(const BenchArgs& args) {
   });
 }
 
-// Batch-1 decode of a measured model as a fraction of its weights' floor at `bandwidth` bytes/s.
+// Batch-1 decode of a measured model as a fraction of its weights' floor at `bandwidth` bytes/s (0 without
+// a probe).
 double decode_fraction_of_floor(const nlohmann::json& m, double bandwidth) {
   const double floor = bandwidth / m["decode_weight_bytes"].get<double>();
   return floor > 0 ? m["batches"][0]["decode_tok_s"]["median"].get<double>() / floor : 0.0;
@@ -312,7 +313,7 @@ int run_bench(const BenchArgs& args) {
     const double floor = bandwidth > 0 ? bandwidth / weights : 0.0;
     const double floor_kv = bandwidth > 0 ? bandwidth / (weights + m["decode_kv_bytes"].get<double>()) : 0.0;
     m["decode_floor_tok_s"] = floor;
-    m["decode_fraction_of_floor"] = floor > 0 ? decode / floor : 0.0;
+    m["decode_fraction_of_floor"] = decode_fraction_of_floor(m, bandwidth);
     m["decode_floor_with_kv_tok_s"] = floor_kv;
     m["decode_fraction_of_floor_with_kv"] = floor_kv > 0 ? decode / floor_kv : 0.0;
     // Prefill cannot beat doing its useful flops at the FMA peak: its ceiling.
