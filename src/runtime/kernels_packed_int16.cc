@@ -537,11 +537,11 @@ LOWBIT_AVX2 inline float HorizontalSum(__m256 v) {
 }
 
 // `total` (8 lanes whose sum is a row's result) minus the zero terms sum_g zt_g group_sum_g of weight row n
-// against one x row's group sums, 8 groups per lane-wise fused multiply-add (the last ones masked), so that
-// the reduction that follows adds them in. A scalar loop over the groups after the chunk loop was one chain
-// of G dependent fused multiply-adds per row: at K = 2048 with groups of 128 it took 17 % of the int4 decode
-// kernel's time (perf, packed_bench 768 x 2048, m = 1).
-// G: w.groups(), from the Plan (a division, as dear as a chunk's products).
+// against one x row's group sums, 8 groups per lane-wise fused multiply-add (the last
+// ones masked), so that the reduction that follows adds them in. A scalar loop over the groups after the
+// chunk loop was one chain of G dependent fused multiply-adds per row: at K = 2048 with groups of 128 it took
+// 17 % of the int4 decode kernel's time (perf, packed_bench 768 x 2048, m = 1). G: w.groups(), from the Plan
+// (a division, as dear as a chunk's products).
 LOWBIT_AVX2 inline __m256 SubtractZeroTerms(const PackedMatrix& w, int64_t G, int64_t n,
                                             const float* group_sums, __m256 total) {
   if (!w.has_zero_terms()) return total;
@@ -560,6 +560,12 @@ LOWBIT_AVX2 inline __m256 SubtractZeroTerms(const PackedMatrix& w, int64_t G, in
   return _mm256_fnmadd_ps(sum, _mm256_set1_ps(w.zero_offset), total);
 }
 
+// Whether every chunk of 64 columns lies in one weight group (group size a multiple of 64, or one group per
+// row): GroupLayout Whole or WholeFolded.
+inline bool whole_chunk_groups(const PackedMatrix& w) {
+  return w.group_size >= w.cols || w.group_size % kInt16Chunk == 0;
+}
+
 // Shape constants of one call, computed once (integer divisions cost as much as a chunk's products).
 struct Plan {
   const ActivationCodes* x;
@@ -570,12 +576,55 @@ struct Plan {
   int64_t x_rows_per_block = 1;  // for DotRowMany
 };
 
+// How a matrix's weight groups meet the 64-column chunks, which decides where its zero terms go:
+//   Split        groups of 32, 96, ... columns: each lane of a chunk's sums gets its own weight scale, and
+//                SubtractZeroTerms takes the zero terms after the chunk loop;
+//   Whole        every chunk lies in one group (a multiple of 64 columns, or one group per row): the group's
+//                scale multiplies its sums once; zero terms as for Split;
+//   WholeFolded  as Whole, with codes stored with an offset (zero terms zero_offset * s_g) and every group
+//                holding a full chunk: each group's sum starts from -zero_offset * group_sum_g (GroupStart),
+//                so the group's scale multiplies its zero term in and no step follows the loop. Subtracting
+//                each row's zero terms after its loop, eight groups at a time with masked loads, cost the
+//                int4 decode kernel 14 % of its time at K = 768 (one thread, 131072 x 768 from DRAM: 15.3
+//                against 17.8 GB/s of codes).
+enum class GroupLayout { Split, Whole, WholeFolded };
+
+GroupLayout group_layout(const Plan& plan) {
+  const PackedMatrix& w = *plan.w;
+  if (!whole_chunk_groups(w)) return GroupLayout::Split;
+  const bool offset_zero_terms = !w.zero_terms && w.zero_offset != 0.0f;
+  const bool every_group_has_a_chunk =
+      plan.full > 0 && (plan.full + plan.per_group - 1) / plan.per_group == plan.G;
+  return offset_zero_terms && every_group_has_a_chunk ? GroupLayout::WholeFolded : GroupLayout::Whole;
+}
+
+// The sum group g of one x row starts from (above).
+template <GroupLayout L>
+LOWBIT_AVX2 inline __m256 GroupStart(const PackedMatrix& w, const float* group_sums, int64_t g) {
+  if constexpr (L == GroupLayout::WholeFolded) {
+    return _mm256_zextps128_ps256(_mm_set_ss(-w.zero_offset * group_sums[g]));
+  } else {
+    return _mm256_setzero_ps();
+  }
+}
+
+// The zero terms of every group when the chunk loop did not fold them in (the tail's included: Finish adds
+// the tail's products without them).
+template <GroupLayout L>
+LOWBIT_AVX2 inline __m256 ZeroTermsAfterLoop(const PackedMatrix& w, int64_t G, int64_t n,
+                                             const float* group_sums, __m256 total) {
+  if constexpr (L == GroupLayout::WholeFolded) {
+    return total;
+  } else {
+    return SubtractZeroTerms(w, G, n, group_sums, total);
+  }
+}
+
 // out[i * R + r] = the full chunks' part of y for weight rows n[r] and x rows i0 + i, minus the zero terms
-// (sum_g zt_g group_sum_g, accumulated next to the group scales).
-// kWholeChunks: every chunk lies in one weight group (group size a multiple of 64, or one group per row),
-// so lanes accumulate a_b-scaled sums per group and the group's scale multiplies once. Otherwise (group
-// size 32, 96, ...) each lane gets its own weight scale per chunk.
-template <Codes C, int A, int R, int M, bool kWholeChunks>
+// (sum_g zt_g group_sum_g). With whole-chunk groups (GroupLayout Whole and WholeFolded) lanes accumulate
+// a_b-scaled sums per group and the group's scale multiplies once; with Split groups (32, 96, ... columns)
+// each lane gets its own weight scale per chunk.
+template <Codes C, int A, int R, int M, GroupLayout L>
 LOWBIT_AVX2 inline __attribute__((always_inline)) void DotBlock(const Plan& plan, int64_t i0,
                                                                 const int64_t* n, float* out) {
   const PackedMatrix& w = *plan.w;
@@ -593,12 +642,14 @@ LOWBIT_AVX2 inline __attribute__((always_inline)) void DotBlock(const Plan& plan
   __m256 total[R][M];
   for (int r = 0; r < R; ++r)
     for (int i = 0; i < M; ++i) total[r][i] = _mm256_setzero_ps();
-  if constexpr (kWholeChunks) {
+  if constexpr (L != GroupLayout::Split) {
     for (int64_t g = 0, c = 0; c < full; ++g) {
       const int64_t c_end = std::min(full, c + plan.per_group);
       __m256 group[R][M];
-      for (int r = 0; r < R; ++r)
-        for (int i = 0; i < M; ++i) group[r][i] = _mm256_setzero_ps();
+      for (int i = 0; i < M; ++i) {
+        const __m256 start = GroupStart<L>(w, gsum + i * G, g);
+        for (int r = 0; r < R; ++r) group[r][i] = start;
+      }
       for (; c < c_end; ++c) {
         PrefetchAhead<C, R>(rows, c);
         for (int i = 0; i < M; ++i) {
@@ -634,10 +685,8 @@ LOWBIT_AVX2 inline __attribute__((always_inline)) void DotBlock(const Plan& plan
       }
     }
   }
-  // The zero terms of every group, the tail's included (Finish adds the tail's products without them): in
-  // the group loop they were missed when a row has no full chunk (K < 64).
   for (int r = 0; r < R; ++r)
-    for (int i = 0; i < M; ++i) total[r][i] = SubtractZeroTerms(w, G, n[r], gsum + i * G, total[r][i]);
+    for (int i = 0; i < M; ++i) total[r][i] = ZeroTermsAfterLoop<L>(w, G, n[r], gsum + i * G, total[r][i]);
   for (int i = 0; i < M; ++i) {
     if constexpr (R == 4) {  // the four rows' sums at once: 3 hadd + 1 add instead of 4 reductions
       const __m256 h =
@@ -650,9 +699,12 @@ LOWBIT_AVX2 inline __attribute__((always_inline)) void DotBlock(const Plan& plan
   }
 }
 
-// The partial last chunk (K % 64 columns, scalar), the bias and the store.
+// The partial last chunk (K % 64 columns, scalar), the bias and the store. The tail's sums are explicit
+// fused multiply-adds: left to the compiler, `v += a * b` was contracted in some instantiations and not in
+// others, so the last x row of a batch (RowMany, M = 1) differed from the same row decoded alone (DotBlock)
+// in the last bits whenever K % 64 != 0.
 template <int A, int R, int M>
-inline void Finish(const Plan& plan, int64_t i0, const int64_t* n, const float* out) {
+LOWBIT_AVX2 inline void Finish(const Plan& plan, int64_t i0, const int64_t* n, const float* out) {
   const PackedMatrix& w = *plan.w;
   const ActivationCodes& x = *plan.x;
   const int64_t K = w.cols, G = plan.G, tail = plan.tail;
@@ -671,7 +723,7 @@ inline void Finish(const Plan& plan, int64_t i0, const int64_t* n, const float* 
         const XCode<A>* q = XCodes<A>(x) + row * plan.x_stride + tail;
         for (int64_t k = tail; k < K; ++k) {
           const float a = x.scales[static_cast<size_t>(row * x.blocks + k / x.scale_block)];
-          v += packed_code(w, n[r], k) * w.scales[n[r] * G + k / w.group_size] * (q[k - tail] * a);
+          v = std::fma(packed_code(w, n[r], k) * w.scales[n[r] * G + k / w.group_size], q[k - tail] * a, v);
         }
       }
       if (plan.bias) v += plan.bias[n[r]];
@@ -714,7 +766,7 @@ LOWBIT_AVX2 inline void ManyProducts(const uint8_t* row, int64_t c, const XCode<
 // than at m = 1); here one row's chunk is decoded once into four code vectors, each x row's codes come
 // straight from memory (L1) into vpmaddwd, and only the M group sums live in registers; the totals are
 // updated in memory once per group.
-template <Codes C, int A, int M, bool kWholeChunks>
+template <Codes C, int A, int M, GroupLayout L>
 LOWBIT_AVX2 void DotRowMany(const Plan& plan, int64_t i0, int64_t n, float* out) {
   const PackedMatrix& w = *plan.w;
   const ActivationCodes& x = *plan.x;
@@ -728,10 +780,10 @@ LOWBIT_AVX2 void DotRowMany(const Plan& plan, int64_t i0, int64_t n, float* out)
   // rep stos per call). No full chunk at all (K < 64) leaves it 0.
   alignas(32) float total[M][8];
   __m256 sum[M];
-  if constexpr (kWholeChunks) {
+  if constexpr (L != GroupLayout::Split) {
     for (int64_t g = 0, c = 0; g == 0 || c < full; ++g) {
       const int64_t c_end = std::min(full, c + plan.per_group);
-      for (int i = 0; i < M; ++i) sum[i] = _mm256_setzero_ps();
+      for (int i = 0; i < M; ++i) sum[i] = GroupStart<L>(w, gsum + i * G, g);
       for (; c < c_end; ++c)
         ManyProducts<C, A, M, true>(row, c, xq, stride, lane_scales + c * 8, chunks * 8, _mm256_setzero_ps(),
                                     sum);
@@ -753,15 +805,15 @@ LOWBIT_AVX2 void DotRowMany(const Plan& plan, int64_t i0, int64_t n, float* out)
     for (int i = 0; i < M; ++i) _mm256_store_ps(total[i], sum[i]);
   }
   for (int i = 0; i < M; ++i) {
-    out[i] = HorizontalSum(SubtractZeroTerms(w, G, n, gsum + i * G, _mm256_load_ps(total[i])));
+    out[i] = HorizontalSum(ZeroTermsAfterLoop<L>(w, G, n, gsum + i * G, _mm256_load_ps(total[i])));
   }
 }
 
 // Weight row n against x rows i0 .. i0 + M.
-template <Codes C, int A, int M, bool kWholeChunks>
+template <Codes C, int A, int M, GroupLayout L>
 LOWBIT_AVX2 void RowMany(const Plan& plan, int64_t i0, int64_t n) {
   float out[M];
-  DotRowMany<C, A, M, kWholeChunks>(plan, i0, n, out);
+  DotRowMany<C, A, M, L>(plan, i0, n, out);
   Finish<A, 1, M>(plan, i0, &n, out);
 }
 
@@ -781,56 +833,60 @@ int64_t x_rows_per_block(Codes codes, int bits, int64_t K) {
 // Weight rows n[0..R) against every x row in DotBlock's R x M blocks: M = 1 for int4 codes, whose 4 x 2
 // block spilled (one x row at a time ran 10-12 % faster at K = 14336, m = 16), 2 for bytes (20 % faster
 // than 1 at K = 4096 and 14336).
-template <Codes C, int A, int R, bool kWholeChunks>
+template <Codes C, int A, int R, GroupLayout L>
 LOWBIT_AVX2 inline __attribute__((always_inline)) void Rows(const Plan& plan, const int64_t* n) {
   constexpr int kXRows = C == Codes::Int4 ? 1 : 2;
   float out[2 * R];
   const int64_t m = plan.x->rows;
   int64_t i0 = 0;
   for (; i0 + kXRows <= m; i0 += kXRows) {
-    DotBlock<C, A, R, kXRows, kWholeChunks>(plan, i0, n, out);
+    DotBlock<C, A, R, kXRows, L>(plan, i0, n, out);
     Finish<A, R, kXRows>(plan, i0, n, out);
   }
   if (i0 < m) {
-    DotBlock<C, A, R, 1, kWholeChunks>(plan, i0, n, out);
+    DotBlock<C, A, R, 1, L>(plan, i0, n, out);
     Finish<A, R, 1>(plan, i0, n, out);
   }
 }
 
 // Weight rows [n_begin, n_end) against x rows i0 .. i0 + M, one weight row at a time (DotRowMany).
-template <Codes C, int A, int M, bool kWholeChunks>
+template <Codes C, int A, int M, GroupLayout L>
 LOWBIT_AVX2 void RowRangeMany(const Plan& plan, int64_t i0, int64_t n_begin, int64_t n_end) {
-  for (int64_t n = n_begin; n < n_end; ++n) RowMany<C, A, M, kWholeChunks>(plan, i0, n);
+  for (int64_t n = n_begin; n < n_end; ++n) RowMany<C, A, M, L>(plan, i0, n);
 }
 
 // One x row (decode), or rows too long for DotRowMany: four weight rows per step (measured best on Zen 3
 // for one x row: 2 and 8 were 25-30 % slower), from four quarters of the range (row_streams.h). More x
 // rows (batched decode): blocks of x_rows_per_block x rows, each against the whole range before the next,
 // so that the block's codes stay in L1 while the weight rows pass (DotRowMany).
-template <Codes C, int A, bool kWholeChunks>
+template <Codes C, int A, GroupLayout L>
 LOWBIT_AVX2 void RowRange(const Plan& plan, int64_t n_begin, int64_t n_end) {
   const int64_t m = plan.x->rows, most = plan.x_rows_per_block;
   if (m == 1 || most < 2) {
     for_rows_in_four_streams(
-        n_begin, n_end, [&](const int64_t* n) LOWBIT_AVX2 { Rows<C, A, kRowStreams, kWholeChunks>(plan, n); },
-        [&](const int64_t* n) LOWBIT_AVX2 { Rows<C, A, 1, kWholeChunks>(plan, n); });
+        n_begin, n_end, [&](const int64_t* n) LOWBIT_AVX2 { Rows<C, A, kRowStreams, L>(plan, n); },
+        [&](const int64_t* n) LOWBIT_AVX2 { Rows<C, A, 1, L>(plan, n); });
     return;
   }
   int64_t i0 = 0;
   if (most >= 8)
-    for (; i0 + 8 <= m; i0 += 8) RowRangeMany<C, A, 8, kWholeChunks>(plan, i0, n_begin, n_end);
+    for (; i0 + 8 <= m; i0 += 8) RowRangeMany<C, A, 8, L>(plan, i0, n_begin, n_end);
   if (most >= 4)
-    for (; i0 + 4 <= m; i0 += 4) RowRangeMany<C, A, 4, kWholeChunks>(plan, i0, n_begin, n_end);
-  for (; i0 + 2 <= m; i0 += 2) RowRangeMany<C, A, 2, kWholeChunks>(plan, i0, n_begin, n_end);
-  if (i0 < m) RowRangeMany<C, A, 1, kWholeChunks>(plan, i0, n_begin, n_end);
+    for (; i0 + 4 <= m; i0 += 4) RowRangeMany<C, A, 4, L>(plan, i0, n_begin, n_end);
+  for (; i0 + 2 <= m; i0 += 2) RowRangeMany<C, A, 2, L>(plan, i0, n_begin, n_end);
+  if (i0 < m) RowRangeMany<C, A, 1, L>(plan, i0, n_begin, n_end);
 }
 
 template <Codes C, int A>
 void RowRangeFor(const Plan& plan, int64_t n_begin, int64_t n_end) {
-  const PackedMatrix& w = *plan.w;
-  if (w.group_size >= w.cols || w.group_size % kInt16Chunk == 0)
-    return RowRange<C, A, true>(plan, n_begin, n_end);
-  RowRange<C, A, false>(plan, n_begin, n_end);
+  switch (group_layout(plan)) {
+    case GroupLayout::WholeFolded:
+      return RowRange<C, A, GroupLayout::WholeFolded>(plan, n_begin, n_end);
+    case GroupLayout::Whole:
+      return RowRange<C, A, GroupLayout::Whole>(plan, n_begin, n_end);
+    case GroupLayout::Split:
+      return RowRange<C, A, GroupLayout::Split>(plan, n_begin, n_end);
+  }
 }
 
 }  // namespace
