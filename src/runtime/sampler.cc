@@ -32,49 +32,91 @@ double Sampler::uniform() {
   return static_cast<double>(z >> 11) * 0x1.0p-53;
 }
 
+namespace {
+// Higher logits first, the lower token id first on ties: a total order, so every prefix is well defined.
+bool by_logit(const Sampler::Candidate& a, const Sampler::Candidate& b) {
+  return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
+}
+}  // namespace
+
+void Sampler::sort_prefix(size_t m) {
+  m = std::min(m, candidates_.size());
+  if (m <= sorted_) return;
+  // [0, sorted_) holds the top sorted_ in order, above everything after it, and [sorted_, head_) lies above
+  // what follows it: the next ones are selected from [sorted_, head_) while m fits there, then ordered.
+  const auto first = candidates_.begin() + static_cast<std::ptrdiff_t>(sorted_);
+  const auto last = candidates_.begin() + static_cast<std::ptrdiff_t>(m);
+  const auto pool = m <= head_ ? candidates_.begin() + static_cast<std::ptrdiff_t>(head_) : candidates_.end();
+  if (last != pool) std::nth_element(first, last, pool, by_logit);
+  std::sort(first, last, by_logit);
+  sorted_ = m;
+}
+
+// The definition: sort the candidates by logit, keep the top k, then the shortest prefix whose probability
+// reaches top_p, and draw from it in that order. Sorting the whole vocabulary for every token took about
+// 4.6 ms of a 32000-token model's step (lowbit generate decoded at 125-131 tokens/s with the defaults,
+// 426 greedy), so the candidates are sorted only as far as the nucleus and the draw reach: a prefix that
+// grows eightfold when it falls short. The weights and their prefix sums are the same numbers, in the same
+// order, as with a full sort; only the total over all candidates (for top_p) is summed in token order.
 int32_t Sampler::sample(std::span<const float> logits) {
   if (options_.temperature <= 0.0f) return argmax(logits);
 
-  // Probabilities of all tokens, highest first.
-  candidates_.clear();
-  candidates_.reserve(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) candidates_.emplace_back(logits[i], static_cast<int32_t>(i));
-  auto by_logit = [](const auto& a, const auto& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
-  size_t keep = candidates_.size();
-  if (options_.top_k > 0) keep = std::min(keep, static_cast<size_t>(options_.top_k));
-  std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(keep),
-                    candidates_.end(), by_logit);
-  candidates_.resize(keep);
-
-  const double max_logit = candidates_.front().first;
-  std::vector<double> prob(keep);
-  double total = 0.0;
-  for (size_t i = 0; i < keep; ++i) {
-    prob[i] = std::exp((candidates_[i].first - max_logit) / options_.temperature);
-    total += prob[i];
+  candidates_.resize(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) candidates_[i] = {logits[i], static_cast<int32_t>(i), 0.0};
+  if (options_.top_k > 0 && static_cast<size_t>(options_.top_k) < candidates_.size()) {
+    const auto kth = candidates_.begin() + options_.top_k;
+    std::nth_element(candidates_.begin(), kth, candidates_.end(), by_logit);
+    candidates_.resize(static_cast<size_t>(options_.top_k));
   }
+  const size_t keep = candidates_.size();
+  // Unnormalized probabilities, relative to the top logit.
+  const double max_logit = std::max_element(candidates_.begin(), candidates_.end(), by_logit)->logit;
+  double total = 0.0;
+  for (Candidate& c : candidates_) {
+    c.weight = std::exp((c.logit - max_logit) / options_.temperature);
+    total += c.weight;
+  }
+  sorted_ = 0;
+  head_ = keep;
+  constexpr size_t kFirstPrefix = 64;
+  auto grow = [&](size_t m) { return m < head_ ? std::min(m * 8, head_) : m * 8; };
+
   // Nucleus: the smallest prefix whose mass reaches top_p (at least one token).
+  size_t nucleus = keep;
   if (options_.top_p < 1.0f) {
+    // Candidates whose weights are all below (1 - top_p) * total / keep hold less than 1 - top_p of the mass
+    // together, so the nucleus ends before them: move the others ahead (a logit bound, so they are the top
+    // ones) and sort among those first. Half the bound leaves a margin for rounding; should the nucleus not
+    // end there, the prefix grows into the rest.
+    const double bound = 0.5 * (1.0 - options_.top_p) * total / static_cast<double>(keep);
+    const auto heavy = [&](const Candidate& c) { return c.weight >= bound; };
+    head_ = static_cast<size_t>(std::partition(candidates_.begin(), candidates_.end(), heavy) -
+                                candidates_.begin());
     double mass = 0.0;
     size_t n = 0;
-    while (n < keep) {
-      mass += prob[n] / total;
-      ++n;
-      if (mass >= options_.top_p) break;
+    bool reached = false;
+    for (size_t m = std::min(kFirstPrefix, head_); !reached && n < keep; m = grow(m)) {
+      sort_prefix(m);
+      for (; n < sorted_ && !reached; ++n) {
+        mass += candidates_[n].weight / total;
+        reached = mass >= options_.top_p;
+      }
     }
-    keep = n;
+    nucleus = n;
     total = 0.0;
-    for (size_t i = 0; i < keep; ++i) total += prob[i];
+    for (size_t i = 0; i < nucleus; ++i) total += candidates_[i].weight;
   }
   const double r = uniform() * total;
   double acc = 0.0;
-  for (size_t i = 0; i < keep; ++i) {
-    acc += prob[i];
-    if (r < acc) return candidates_[i].second;
+  size_t i = 0;
+  for (size_t m = std::min(kFirstPrefix, head_); i < nucleus; m = grow(m)) {
+    sort_prefix(std::min(m, nucleus));
+    for (const size_t end = std::min(sorted_, nucleus); i < end; ++i) {
+      acc += candidates_[i].weight;
+      if (r < acc) return candidates_[i].token;
+    }
   }
-  return candidates_[keep - 1].second;
+  return candidates_[nucleus - 1].token;
 }
 
 }  // namespace lowbit::runtime

@@ -6,7 +6,6 @@
 
 #include <cstdint>
 #include <span>
-#include <utility>
 #include <vector>
 
 namespace lowbit::runtime {
@@ -20,16 +19,26 @@ struct SamplerOptions {
 
 class Sampler {
  public:
+  struct Candidate {
+    float logit;
+    int32_t token;
+    double weight;  // exp((logit - the top logit) / temperature)
+  };
+
   explicit Sampler(const SamplerOptions& options);
   int32_t sample(std::span<const float> logits);
   const SamplerOptions& options() const { return options_; }
 
  private:
   double uniform();  // [0, 1)
+  // Sorts the candidates' first m (at most all) by logit, extending the sorted prefix of this call.
+  void sort_prefix(size_t m);
 
   SamplerOptions options_;
   uint64_t state_;
-  std::vector<std::pair<float, int32_t>> candidates_;
+  std::vector<Candidate> candidates_;  // this call's, sorted up to sorted_
+  size_t sorted_ = 0;
+  size_t head_ = 0;  // [sorted_, head_) lies above the rest (sort_prefix)
 };
 
 // Index of the largest logit (the first one on ties, as torch.argmax).

@@ -1,7 +1,11 @@
 // Sampler: greedy, top-k / top-p restriction, empirical frequencies, determinism for a seed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
+#include <span>
+#include <utility>
 #include <vector>
 
 #include "runtime/sampler.h"
@@ -61,6 +65,77 @@ TEST(Sampler, DeterministicForASeed) {
   o.seed = 123;
   Sampler a(o), b(o);
   for (int i = 0; i < 100; ++i) ASSERT_EQ(a.sample(kLogits), b.sample(kLogits));
+}
+
+// The sampler's definition, as it was first written: every candidate sorted, probabilities and their sums
+// in that order.
+int32_t sample_by_full_sort(std::span<const float> logits, const SamplerOptions& o, double u) {
+  std::vector<std::pair<float, int32_t>> c;
+  for (size_t i = 0; i < logits.size(); ++i) c.emplace_back(logits[i], static_cast<int32_t>(i));
+  std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  if (o.top_k > 0 && static_cast<size_t>(o.top_k) < c.size()) c.resize(static_cast<size_t>(o.top_k));
+  const double max_logit = c.front().first;
+  std::vector<double> prob;
+  double total = 0.0;
+  for (const auto& e : c) {
+    prob.push_back(std::exp((e.first - max_logit) / o.temperature));
+    total += prob.back();
+  }
+  size_t keep = c.size();
+  if (o.top_p < 1.0f) {
+    double mass = 0.0;
+    size_t n = 0;
+    while (n < keep) {
+      mass += prob[n] / total;
+      ++n;
+      if (mass >= o.top_p) break;
+    }
+    keep = n;
+    total = 0.0;
+    for (size_t i = 0; i < keep; ++i) total += prob[i];
+  }
+  const double r = u * total;
+  double acc = 0.0;
+  for (size_t i = 0; i < keep; ++i) {
+    acc += prob[i];
+    if (r < acc) return c[i].second;
+  }
+  return c[keep - 1].second;
+}
+
+// The sampler sorts only the prefix its nucleus and draw need; it draws the same tokens as the full sort for
+// the same random numbers (the Sampler's own stream, replayed here: SplitMix64 from the seed) on a
+// vocabulary-sized input with ties, across temperatures, top-p and top-k.
+TEST(Sampler, PartialSortDrawsWhatTheFullSortDraws) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 2.5f);
+  std::vector<float> logits(8192);
+  for (float& v : logits) v = std::round(normal(rng) * 64.0f) / 64.0f;  // coarse values: many ties
+  struct Case {
+    float temperature, top_p;
+    int top_k;
+  };
+  for (const Case c : {Case{0.8f, 0.95f, 0}, Case{1.0f, 1.0f, 0}, Case{0.3f, 0.5f, 0}, Case{2.0f, 0.99f, 0},
+                       Case{1.0f, 0.9f, 40}, Case{0.7f, 1.0f, 100}, Case{1.5f, 0.999f, 5000}}) {
+    SamplerOptions o;
+    o.temperature = c.temperature;
+    o.top_p = c.top_p;
+    o.top_k = c.top_k;
+    o.seed = 99;
+    Sampler s(o);
+    uint64_t state = o.seed;
+    for (int draw = 0; draw < 100; ++draw) {
+      uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+      z ^= z >> 31;
+      const double u = static_cast<double>(z >> 11) * 0x1.0p-53;
+      ASSERT_EQ(s.sample(logits), sample_by_full_sort(logits, o, u))
+          << "T " << c.temperature << " top_p " << c.top_p << " top_k " << c.top_k << " draw " << draw;
+    }
+  }
 }
 
 TEST(Sampler, RejectsBadOptions) {
