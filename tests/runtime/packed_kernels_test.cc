@@ -664,11 +664,12 @@ TEST(PackedKernels, Int16ActivationQuantizerMatchesReference) {
 }
 
 // The int16 kernels fold offset zero terms (int4 symmetric: 8 s) into each group's chunk loop; a group that
-// holds no full 64-column chunk gets them after the loop instead. The quantizers only make groups that divide
-// K, so this matrix is built directly: groups of 128 over 160 or 800 columns leave the last group only the
-// 32-column tail (768: every group folded). Checked against the scalar definition on the same activation
-// codes, and each x row of a batch (blocks of 2 or 8 x rows, then one) against that row alone, bit for bit:
-// the batched kernel and the decode kernel do the same operations, the scalar tail's included.
+// holds no full 64-column chunk gets them after the loop instead, as do zero terms given per cell
+// (asymmetric codes). The quantizers only make groups that divide K, so this matrix is built directly: groups of 128
+// over 160 or 800 columns leave the last group only the 32-column tail (768: every group folded). Checked
+// against the scalar definition on the same activation codes, and each x row of a batch (blocks of 2 or 8 x
+// rows, then one) against that row alone, bit for bit: the batched kernel and the decode kernel do the same
+// operations, the scalar tail's included.
 TEST(PackedKernels, Int16KernelsTakeZeroTermsOfGroupsWithoutAFullChunk) {
   if (!kernels::have_avx2_fma()) GTEST_SKIP() << "no AVX2 here: the int16 kernels do not run";
   for (const int64_t K : {int64_t{160}, int64_t{800}, int64_t{768}}) {
@@ -678,40 +679,46 @@ TEST(PackedKernels, Int16KernelsTakeZeroTermsOfGroupsWithoutAFullChunk) {
     for (uint8_t& b : codes) b = static_cast<uint8_t>(rng());
     std::vector<float> scales = random_values(N * G + 16, 9, 0.02f);
     for (float& v : scales) v = std::abs(v) + 1e-3f;
-    kernels::PackedMatrix w;
-    w.codes = kernels::Codes::Int4;
-    w.data = codes.data();
-    w.rows = N;
-    w.cols = K;
-    w.row_bytes = K / 2;
-    w.group_size = 128;
-    w.scales = scales.data();
-    w.zero_offset = 8.0f;
-    for (int bits : {8, 16}) {
-      for (int64_t m : {1, 3, 9}) {
-        const std::string what =
-            "K=" + std::to_string(K) + " bits=" + std::to_string(bits) + " m=" + std::to_string(m);
-        const std::vector<float> x = random_values(m * K, static_cast<uint32_t>(m), 2.0f);
-        kernels::ActivationCodes xq;
-        kernels::quantize_activation_codes(x.data(), m, w, xq, bits);
-        std::vector<float> y(static_cast<size_t>(m * N)), ref(y.size());
-        kernels::int16_gemv_rows(xq, w, nullptr, y.data(), 0, N);
-        const std::vector<float> values = kernels::activation_code_values(xq, w);
-        kernels::packed_linear_ref(values.data(), m, w, nullptr, ref.data());
-        for (int64_t i = 0; i < m; ++i) {
-          kernels::ActivationCodes row_codes;
-          kernels::quantize_activation_codes(x.data() + i * K, 1, w, row_codes, bits);
-          std::vector<float> alone(static_cast<size_t>(N));
-          kernels::int16_gemv_rows(row_codes, w, nullptr, alone.data(), 0, N);
-          for (int64_t n = 0; n < N; ++n) {
-            const auto at = static_cast<size_t>(i * N + n);
-            double magnitude = 0.0;
-            for (int64_t k = 0; k < K; ++k)
-              magnitude += std::abs(values[static_cast<size_t>(i * K + k)]) * 16.0 *
-                           scales[static_cast<size_t>(n * G + k / 128)];
-            EXPECT_NEAR(y[at], ref[at], static_cast<double>(K + 8) * std::ldexp(1.0, -23) * magnitude)
-                << what << " y[" << i << "][" << n << "]";
-            EXPECT_EQ(y[at], alone[static_cast<size_t>(n)]) << what << " y[" << i << "][" << n << "]";
+    const std::vector<float> zero_terms = random_values(N * G + 16, 11, 0.1f);
+    for (bool asymmetric : {false, true}) {
+      kernels::PackedMatrix w;
+      w.codes = kernels::Codes::Int4;
+      w.data = codes.data();
+      w.rows = N;
+      w.cols = K;
+      w.row_bytes = K / 2;
+      w.group_size = 128;
+      w.scales = scales.data();
+      w.zero_offset = asymmetric ? 0.0f : 8.0f;
+      w.zero_terms = asymmetric ? zero_terms.data() : nullptr;
+      for (int bits : {8, 16}) {
+        for (int64_t m : {1, 3, 9}) {
+          const std::string what = "K=" + std::to_string(K) + (asymmetric ? " asymmetric" : " offset") +
+                                   " bits=" + std::to_string(bits) + " m=" + std::to_string(m);
+          const std::vector<float> x = random_values(m * K, static_cast<uint32_t>(m), 2.0f);
+          kernels::ActivationCodes xq;
+          kernels::quantize_activation_codes(x.data(), m, w, xq, bits);
+          std::vector<float> y(static_cast<size_t>(m * N)), ref(y.size());
+          kernels::int16_gemv_rows(xq, w, nullptr, y.data(), 0, N);
+          const std::vector<float> values = kernels::activation_code_values(xq, w);
+          kernels::packed_linear_ref(values.data(), m, w, nullptr, ref.data());
+          for (int64_t i = 0; i < m; ++i) {
+            kernels::ActivationCodes row_codes;
+            kernels::quantize_activation_codes(x.data() + i * K, 1, w, row_codes, bits);
+            std::vector<float> alone(static_cast<size_t>(N));
+            kernels::int16_gemv_rows(row_codes, w, nullptr, alone.data(), 0, N);
+            for (int64_t n = 0; n < N; ++n) {
+              const auto at = static_cast<size_t>(i * N + n);
+              double magnitude = 0.0;
+              for (int64_t k = 0; k < K; ++k) {
+                const int64_t cell = n * G + k / 128;
+                magnitude += std::abs(values[static_cast<size_t>(i * K + k)]) *
+                             (16.0 * w.scales[cell] + std::abs(w.zero_term(cell)));
+              }
+              EXPECT_NEAR(y[at], ref[at], static_cast<double>(K + 8) * std::ldexp(1.0, -23) * magnitude)
+                  << what << " y[" << i << "][" << n << "]";
+              EXPECT_EQ(y[at], alone[static_cast<size_t>(n)]) << what << " y[" << i << "][" << n << "]";
+            }
           }
         }
       }
