@@ -537,11 +537,11 @@ LOWBIT_AVX2 inline float HorizontalSum(__m256 v) {
 }
 
 // `total` (8 lanes whose sum is a row's result) minus the zero terms sum_g zt_g group_sum_g of weight row n
-// against one x row's group sums, 8 groups per lane-wise fused multiply-add (the last
-// ones masked), so that the reduction that follows adds them in. A scalar loop over the groups after the
-// chunk loop was one chain of G dependent fused multiply-adds per row: at K = 2048 with groups of 128 it took
-// 17 % of the int4 decode kernel's time (perf, packed_bench 768 x 2048, m = 1). G: w.groups(), from the Plan
-// (a division, as dear as a chunk's products).
+// against one x row's group sums, 8 groups per lane-wise fused multiply-add (the last ones masked), so that
+// the reduction that follows adds them in. A scalar loop over the groups after the chunk loop was one chain
+// of G dependent fused multiply-adds per row: at K = 2048 with groups of 128 it took 17 % of the int4 decode
+// kernel's time (perf, packed_bench 768 x 2048, m = 1).
+// G: w.groups(), from the Plan (a division, as dear as a chunk's products).
 LOWBIT_AVX2 inline __m256 SubtractZeroTerms(const PackedMatrix& w, int64_t G, int64_t n,
                                             const float* group_sums, __m256 total) {
   if (!w.has_zero_terms()) return total;

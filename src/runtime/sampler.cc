@@ -60,6 +60,7 @@ void Sampler::sort_prefix(size_t m) {
 // order, as with a full sort; only the total over all candidates (for top_p) is summed in token order.
 int32_t Sampler::sample(std::span<const float> logits) {
   if (options_.temperature <= 0.0f) return argmax(logits);
+  if (logits.empty()) fail("cannot sample from empty logits");
 
   candidates_.resize(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) candidates_[i] = {logits[i], static_cast<int32_t>(i), 0.0};

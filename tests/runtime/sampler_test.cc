@@ -144,6 +144,10 @@ TEST(Sampler, RejectsBadOptions) {
   EXPECT_THROW(Sampler{o}, Error);
   o.top_p = 1.5f;
   EXPECT_THROW(Sampler{o}, Error);
+  o.top_p = 0.9f;
+  o.temperature = 1.0f;
+  Sampler s(o);
+  EXPECT_THROW(s.sample({}), Error);  // nothing to sample from
 }
 
 }  // namespace
