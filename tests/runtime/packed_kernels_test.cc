@@ -665,11 +665,11 @@ TEST(PackedKernels, Int16ActivationQuantizerMatchesReference) {
 
 // The int16 kernels fold offset zero terms (int4 symmetric: 8 s) into each group's chunk loop; a group that
 // holds no full 64-column chunk gets them after the loop instead, as do zero terms given per cell
-// (asymmetric codes). The quantizers only make groups that divide K, so this matrix is built directly: groups of 128
-// over 160 or 800 columns leave the last group only the 32-column tail (768: every group folded). Checked
-// against the scalar definition on the same activation codes, and each x row of a batch (blocks of 2 or 8 x
-// rows, then one) against that row alone, bit for bit: the batched kernel and the decode kernel do the same
-// operations, the scalar tail's included.
+// (asymmetric codes). The quantizers only make groups that divide K, so this matrix is built directly: groups
+// of 128 over 160 or 800 columns leave the last group only the 32-column tail (768: every group folded).
+// Checked against the scalar definition on the same activation codes, and each x row of a batch (blocks of 2
+// or 8 x rows, then one) against that row alone, bit for bit: the batched kernel and the decode kernel do the
+// same operations, the scalar tail's included.
 TEST(PackedKernels, Int16KernelsTakeZeroTermsOfGroupsWithoutAFullChunk) {
   if (!kernels::have_avx2_fma()) GTEST_SKIP() << "no AVX2 here: the int16 kernels do not run";
   for (const int64_t K : {int64_t{160}, int64_t{800}, int64_t{768}}) {
