@@ -28,6 +28,7 @@
 #include "machine_peaks.h"
 #include "runtime/kernels.h"
 #include "runtime/kernels_packed.h"
+#include "runtime/kernels_packed_fp8.h"
 #include "util/thread_pool.h"
 
 namespace lowbit::kernels {
@@ -55,14 +56,17 @@ const char* format_name(Format f) {
   return "?";
 }
 
-// Copies of one matrix's code bytes (random codes; fp8 codes restricted to small finite values) and the
-// shared scales (int4 is symmetric: its zero terms are 8 s, as PackedLinear holds them).
+// Copies of one matrix's code bytes (random codes; fp8 codes those of normally distributed weights, about
+// 4 standard deviations at E4M3's largest value 448, so that zeros and subnormals are as rare as in a
+// checkpoint: the table decoder takes a longer path on chunks that hold them) and the shared scales (int4 is
+// symmetric: its zero terms are 8 s, as PackedLinear holds them).
 struct ColdMatrix {
   Format format;
   int64_t rows, cols;
   std::vector<std::vector<uint8_t>> copies;
   std::vector<float> scales;
-  std::vector<int32_t> code_sums;  // W8A8
+  std::vector<int32_t> code_sums;              // W8A8
+  std::vector<uint64_t> zero_exponent_chunks;  // fp8, as PackedLinear sets them
   size_t next = 0;
 
   size_t code_bytes() const { return copies.front().size(); }
@@ -80,6 +84,10 @@ struct ColdMatrix {
     w.scales = scales.data();
     if (format == Format::Int4G128) w.zero_offset = 8.0f;
     w.row_code_sums = code_sums.empty() ? nullptr : code_sums.data();
+    if (fp8 && kernels::fp8_gemv_supports(w)) {
+      if (zero_exponent_chunks.empty()) zero_exponent_chunks = kernels::fp8_zero_exponent_chunks(w);
+      w.zero_exponent_chunks = zero_exponent_chunks.data();  // every copy holds the same codes
+    }
     return w;
   }
 };
@@ -97,10 +105,10 @@ ColdMatrix& cold_matrix(Format format, int64_t rows, int64_t cols) {
                                                      : static_cast<size_t>(rows * cols);
   std::mt19937 rng(11);
   std::vector<uint8_t> pattern(bytes);
+  std::normal_distribution<float> normal(0.0f, 112.0f);
   for (auto& b : pattern) {
     b = static_cast<uint8_t>(rng());
-    if (format == Format::Fp8Channel || format == Format::Fp8ChannelBf16)
-      b &= 0xBF;  // clear the top exponent bit: no NaN, moderate values
+    if (format == Format::Fp8Channel || format == Format::Fp8ChannelBf16) b = f32_to_e4m3(normal(rng));
     if (format == Format::DenseBf16 && (&b - pattern.data()) % 2) b = 0x3C;  // bf16 high bytes: |v| ~ 0.01
   }
   const size_t copies = std::max<size_t>(2, kColdBytes / std::max<size_t>(bytes, 1) + 1);

@@ -61,6 +61,11 @@ struct PackedMatrix {
   // software), so such a matrix takes the scalar definition, packed_linear_ref, whose non-finite weights
   // poison their rows as in torch. Set it wherever codes may hold them (PackedLinear does).
   bool nonfinite_codes = false;
+  // E4M3 only, optional: one bit per 32 codes of a row (bit q % 64 of word q / 64 of the row's
+  // fp8_chunk_words(cols) words), set where those codes include one with a zero exponent field (zero or
+  // subnormal). The table decoder (kernels_packed_fp8.h) runs a faster decoder on the other chunks; without
+  // the bits it decodes every chunk the slower way. fp8_zero_exponent_chunks() computes them.
+  const uint64_t* zero_exponent_chunks = nullptr;
   int64_t groups() const { return (cols + group_size - 1) / group_size; }
   bool has_zero_terms() const { return zero_terms != nullptr || zero_offset != 0.0f; }
   float zero_term(int64_t cell) const { return zero_terms ? zero_terms[cell] : zero_offset * scales[cell]; }

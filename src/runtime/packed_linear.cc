@@ -6,6 +6,7 @@
 
 #include "io/dtype.h"
 #include "quant/quantizer.h"
+#include "runtime/kernels_packed_fp8.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -80,6 +81,10 @@ PackedLinear::PackedLinear(const formats::StoredWeight& stored, const std::optio
   w_.round_to_bf16 = stored.scales.dtype == DType::BF16 &&
                      (w_.codes == kernels::Codes::E4M3 || w_.codes == kernels::Codes::E5M2);
   w_.nonfinite_codes = kernels::has_nonfinite_codes(w_);
+  if (kernels::fp8_gemv_supports(w_)) {  // the table decoder's fast chunks
+    zero_exponent_chunks_ = kernels::fp8_zero_exponent_chunks(w_);
+    w_.zero_exponent_chunks = zero_exponent_chunks_.data();
+  }
   if (!zero_terms_.empty()) w_.zero_terms = zero_terms_.data();
   if (bias) bias_ = to_f32(*bias);
   const bool int8_weights = (w_.codes == kernels::Codes::Int8 || w_.codes == kernels::Codes::UInt8) &&
@@ -100,7 +105,8 @@ PackedLinear::PackedLinear(const formats::StoredWeight& stored, const std::optio
 }
 
 uint64_t PackedLinear::weight_bytes() const {
-  return code_bytes_ + (scales_.size() - kScalePadding + zero_terms_.size() + bias_.size()) * sizeof(float);
+  return code_bytes_ + (scales_.size() - kScalePadding + zero_terms_.size() + bias_.size()) * sizeof(float) +
+         zero_exponent_chunks_.size() * sizeof(uint64_t);
 }
 
 void PackedLinear::forward(const float* x, int64_t m, float* y) const {

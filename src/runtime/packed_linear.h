@@ -44,7 +44,8 @@ class PackedLinear final : public LinearWeight {
   kernels::PackedMatrix w_;
   uint64_t code_bytes_ = 0;
   std::vector<float> scales_, zero_terms_, bias_;
-  std::vector<int32_t> row_code_sums_;  // W8A8 only
+  std::vector<int32_t> row_code_sums_;          // W8A8 only
+  std::vector<uint64_t> zero_exponent_chunks_;  // E4M3 on the table decoder only
   std::optional<ActivationQuantizer> input_;
   bool int8_inputs_ = false;
 };
