@@ -11,6 +11,7 @@
 
 #include "io/dtype.h"
 #include "quant/scale_grid.h"
+#include "runtime/kernels_hwy.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -193,41 +194,17 @@ void fake_quantize_fp8_row(const float* x, const ScaleGrid& row, float qmax, con
 }
 
 // Min/max per scale cell (bf16-rounded inputs in BF16 mode); NaN in a cell makes both NaN, as the reference.
+// Rounding to bf16 is monotonic, so the extremes of the rounded inputs are the rounded extremes: one SIMD
+// pass over the fp32 values (kernels::simd::min_max) serves both modes.
 template <bool kBf16>
 void minmax_rows(const float* x, const ScaleGrid& g, float* lo, float* hi, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
     for (int64_t c0 = 0; c0 < g.cols; c0 += g.group) {
       const int64_t n = std::min(g.group, g.cols - c0);
-      const float* v = x + r * g.cols + c0;
-      // Eight independent lanes (plain element-wise ops the compiler vectorizes; a single running min/max is
-      // a reduction GCC will not vectorize without -ffast-math), combined at the end. NaNs are tracked
-      // separately, so the order of comparisons cannot matter.
-      constexpr int kLanes = 8;
-      float lmn[kLanes], lmx[kLanes];
-      int lnan[kLanes];
-      for (int l = 0; l < kLanes; ++l) lmn[l] = INFINITY, lmx[l] = -INFINITY, lnan[l] = 0;
-      int64_t c = 0;
-      for (; c + kLanes <= n; c += kLanes) {
-        for (int l = 0; l < kLanes; ++l) {
-          const float f = rnd<kBf16>(v[c + l]);
-          lnan[l] |= f != f;
-          lmn[l] = f < lmn[l] ? f : lmn[l];
-          lmx[l] = f > lmx[l] ? f : lmx[l];
-        }
-      }
-      for (; c < n; ++c) {
-        const float f = rnd<kBf16>(v[c]);
-        lnan[0] |= f != f;
-        lmn[0] = f < lmn[0] ? f : lmn[0];
-        lmx[0] = f > lmx[0] ? f : lmx[0];
-      }
       float mn = INFINITY, mx = -INFINITY;
-      bool nan = false;
-      for (int l = 0; l < kLanes; ++l) {
-        nan |= lnan[l] != 0;
-        mn = std::min(mn, lmn[l]);
-        mx = std::max(mx, lmx[l]);
-      }
+      const bool nan = kernels::simd::min_max(x + r * g.cols + c0, static_cast<size_t>(n), &mn, &mx);
+      mn = rnd<kBf16>(mn);
+      mx = rnd<kBf16>(mx);
       const int64_t i = g.index(r, c0);
       if (nan) {
         lo[i] = hi[i] = NAN;

@@ -626,6 +626,39 @@ void ToBf16(const float* x, uint16_t* out, size_t n) {
   for (; i < n; ++i) out[i] = f32_to_bf16(x[i]);
 }
 
+bool MinMax(const float* x, size_t n, float* lo, float* hi) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  VF mn0 = hn::Set(df, HUGE_VALF), mn1 = mn0, mx0 = hn::Set(df, -HUGE_VALF), mx1 = mx0;
+  VF nan = hn::Zero(df);  // all bits set in a lane that saw a NaN
+  size_t i = 0;
+  for (; i + 2 * lanes <= n; i += 2 * lanes) {
+    const VF a = hn::LoadU(df, x + i), b = hn::LoadU(df, x + i + lanes);
+    mn0 = hn::Min(mn0, a);
+    mx0 = hn::Max(mx0, a);
+    mn1 = hn::Min(mn1, b);
+    mx1 = hn::Max(mx1, b);
+    nan = hn::Or(nan, hn::Or(hn::VecFromMask(df, hn::IsNaN(a)), hn::VecFromMask(df, hn::IsNaN(b))));
+  }
+  for (; i + lanes <= n; i += lanes) {
+    const VF a = hn::LoadU(df, x + i);
+    mn0 = hn::Min(mn0, a);
+    mx0 = hn::Max(mx0, a);
+    nan = hn::Or(nan, hn::VecFromMask(df, hn::IsNaN(a)));
+  }
+  float mn = hn::GetLane(hn::MinOfLanes(df, hn::Min(mn0, mn1)));
+  float mx = hn::GetLane(hn::MaxOfLanes(df, hn::Max(mx0, mx1)));
+  bool has_nan = !hn::AllFalse(df, hn::MaskFromVec(nan));
+  for (; i < n; ++i) {
+    has_nan = has_nan || x[i] != x[i];
+    mn = x[i] < mn ? x[i] : mn;
+    mx = x[i] > mx ? x[i] : mx;
+  }
+  *lo = mn;
+  *hi = mx;
+  return has_nan;
+}
+
 const char* TargetName() {
   return hwy::TargetName(HWY_TARGET);
 }
@@ -649,6 +682,7 @@ HWY_EXPORT(Axpy);
 HWY_EXPORT(AddInplace);
 HWY_EXPORT(RoundBf16);
 HWY_EXPORT(ToBf16);
+HWY_EXPORT(MinMax);
 HWY_EXPORT(TargetName);
 
 namespace simd {
@@ -696,6 +730,9 @@ void round_bf16(const float* x, float* out, size_t n) {
 }
 void to_bf16(const float* x, uint16_t* out, size_t n) {
   HWY_DYNAMIC_DISPATCH(ToBf16)(x, out, n);
+}
+bool min_max(const float* x, size_t n, float* lo, float* hi) {
+  return HWY_DYNAMIC_DISPATCH(MinMax)(x, n, lo, hi);
 }
 const char* target_name() {
   return HWY_DYNAMIC_DISPATCH(TargetName)();

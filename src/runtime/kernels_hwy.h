@@ -38,6 +38,9 @@ void axpy(float a, const float* x, float* y, size_t n);
 void add_inplace(float* y, const float* x, size_t n);
 void round_bf16(const float* x, float* out, size_t n);
 void to_bf16(const float* x, uint16_t* out, size_t n);
+// *lo, *hi = the smallest and largest of x[0 .. n) (+inf and -inf when n == 0). Returns whether x holds a
+// NaN, in which case *lo and *hi are meaningless.
+bool min_max(const float* x, size_t n, float* lo, float* hi);
 
 // Name of the instruction set the dispatcher picked on this CPU (for benchmark/doc output).
 const char* target_name();

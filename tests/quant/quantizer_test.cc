@@ -26,6 +26,7 @@ std::vector<float> random_matrix(int64_t rows, int64_t cols, uint32_t seed) {
   }
   if (rows > 2) std::fill(x.begin() + cols, x.begin() + 2 * cols, 0.0f);  // an all-zero row
   if (rows > 3) x[static_cast<size_t>(3 * cols + 1)] = 50.0f;             // an outlier
+  if (rows > 4) x[static_cast<size_t>(4 * cols + cols / 2)] = NAN;        // a NaN: its cells' scales are NaN
   return x;
 }
 

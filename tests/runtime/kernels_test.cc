@@ -258,6 +258,41 @@ INSTANTIATE_TEST_SUITE_P(Threads, ThreadsTest, ::testing::Values(1, 2, 3));
 // bf16 rounding must be io/dtype.h's f32_to_bf16 exactly, on every compiled target: ties to even, values
 // that round up to infinity, signed zeros, subnormals, infinities and NaNs (made quiet, sign kept), at sizes
 // with and without vector tails and large enough for the pool.
+// simd::min_max equals a scalar scan on every target: sizes around the vector widths, the extremes at
+// either end, in the vector part or in the tail, infinities, signed zeros, and a NaN anywhere reported.
+TEST(MinMax, EqualsScalarScanAndReportsNaN) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    for (size_t n = 0; n <= 67; ++n) {
+      for (int variant = 0; variant < 5; ++variant) {
+        std::vector<float> x(n);
+        for (float& v : x) v = normal(rng);
+        if (n > 0 && variant == 1) x[0] = inf, x[n - 1] = -inf;
+        if (n > 0 && variant == 2) x[n - 1] = 1e30f, x[n / 2] = -0.0f;
+        float want_lo = inf, want_hi = -inf;
+        for (float v : x) want_lo = std::min(want_lo, v), want_hi = std::max(want_hi, v);
+        float lo = 0.0f, hi = 0.0f;
+        if (variant >= 3 &&
+            n > 0) {  // a NaN in the vector part (variant 3) or last (variant 4, often the tail)
+          x[variant == 3 ? n / 3 : n - 1] = kNaN;
+          EXPECT_TRUE(simd::min_max(x.data(), n, &lo, &hi)) << "n=" << n << " variant " << variant;
+          continue;
+        }
+        EXPECT_FALSE(simd::min_max(x.data(), n, &lo, &hi)) << "n=" << n;
+        EXPECT_EQ(lo, want_lo) << "n=" << n << " variant " << variant;
+        EXPECT_EQ(hi, want_hi) << "n=" << n << " variant " << variant;
+      }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+}
+
 TEST(RoundBf16, EqualsScalarConversionBitForBit) {
   const uint32_t seed = fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
