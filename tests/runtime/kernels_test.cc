@@ -255,9 +255,6 @@ TEST_P(ThreadsTest, ElementwiseKernelsOnThePoolEqualOneThreadBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(Threads, ThreadsTest, ::testing::Values(1, 2, 3));
 
-// bf16 rounding must be io/dtype.h's f32_to_bf16 exactly, on every compiled target: ties to even, values
-// that round up to infinity, signed zeros, subnormals, infinities and NaNs (made quiet, sign kept), at sizes
-// with and without vector tails and large enough for the pool.
 // simd::min_max equals a scalar scan on every target: sizes around the vector widths, the extremes at
 // either end, in the vector part or in the tail, infinities, signed zeros, and a NaN anywhere reported.
 TEST(MinMax, EqualsScalarScanAndReportsNaN) {
@@ -278,8 +275,8 @@ TEST(MinMax, EqualsScalarScanAndReportsNaN) {
         float want_lo = inf, want_hi = -inf;
         for (float v : x) want_lo = std::min(want_lo, v), want_hi = std::max(want_hi, v);
         float lo = 0.0f, hi = 0.0f;
-        if (variant >= 3 &&
-            n > 0) {  // a NaN in the vector part (variant 3) or last (variant 4, often the tail)
+        // Variants 3 and 4: a NaN in the vector part, or last (often in the scalar tail).
+        if (variant >= 3 && n > 0) {
           x[variant == 3 ? n / 3 : n - 1] = kNaN;
           EXPECT_TRUE(simd::min_max(x.data(), n, &lo, &hi)) << "n=" << n << " variant " << variant;
           continue;
@@ -293,6 +290,9 @@ TEST(MinMax, EqualsScalarScanAndReportsNaN) {
   hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
 }
 
+// bf16 rounding must be io/dtype.h's f32_to_bf16 exactly, on every compiled target: ties to even, values
+// that round up to infinity, signed zeros, subnormals, infinities and NaNs (made quiet, sign kept), at sizes
+// with and without vector tails and large enough for the pool.
 TEST(RoundBf16, EqualsScalarConversionBitForBit) {
   const uint32_t seed = fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
