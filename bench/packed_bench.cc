@@ -7,6 +7,8 @@
 //                             from bf16 models), w8a8 (int8 x int8)
 //   Dense/bf16/N/K/m          kernels::linear on bf16, the baseline
 //   1T/PackedPath/<format>/<gemv|sgemm>/N/K/m   both paths at small m, to place packed_gemm_min_rows
+//   1T/ActivationCodes/<vector|reference>/K/m   quantize_activation_codes for int4 g128 weights (int8
+//                             codes), the step before each int4 decode product, on the calling thread
 //   Machine/Peak/<instructions>   the core's multiply-add limit for each instruction mix the kernels use
 //                             (machine_peaks.h), the ceiling to hold the m = 512 rows against
 // Counters: GB/s = bytes of weight data read per call (codes + scales) / time; GFLOP/s = 2 m N K / time
@@ -29,6 +31,7 @@
 #include "runtime/kernels.h"
 #include "runtime/kernels_packed.h"
 #include "runtime/kernels_packed_fp8.h"
+#include "runtime/kernels_packed_int16.h"
 #include "util/thread_pool.h"
 
 namespace lowbit::kernels {
@@ -217,7 +220,40 @@ void run_peak(benchmark::State& state, bench::PeakOp op, int threads) {
   set_global_threads(0);
 }
 
+// x rows (K floats each, cached) to int4 g128 weights' activation codes; counter GB/s: bytes of x read.
+void run_activation_codes(benchmark::State& state, bool vector) {
+  const int64_t K = state.range(0), m = state.range(1);
+  PackedMatrix w;
+  w.codes = Codes::Int4;
+  w.cols = K;
+  w.group_size = 128;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(m * K));
+  for (float& v : x) v = normal(rng);
+  ActivationCodes codes;
+  for (auto _ : state) {
+    if (vector) {
+      quantize_activation_codes(x.data(), m, w, codes);
+    } else {
+      quantize_activation_codes_ref(x.data(), m, w, codes);
+    }
+    benchmark::DoNotOptimize(codes.bytes.data());
+  }
+  if (vector && !have_avx2_fma()) state.SkipWithError("needs AVX2 + FMA");
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(x.size() * sizeof(float)),
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void register_all() {
+  for (bool vector : {true, false}) {
+    const std::string name = std::string("1T/ActivationCodes/") + (vector ? "vector" : "reference");
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [vector](benchmark::State& s) { run_activation_codes(s, vector); })
+        ->ArgsProduct({{768, 2048, 4096, 14336}, {1, 16}})
+        ->ArgNames({"K", "m"})
+        ->Unit(benchmark::kMicrosecond);
+  }
   for (bench::PeakOp op : {bench::PeakOp::Fp32Fma, bench::PeakOp::Int16Madd, bench::PeakOp::Int8Madd}) {
     const std::string name = std::string("Machine/Peak/") + bench::peak_op_name(op);
     benchmark::RegisterBenchmark(name.c_str(), [op](benchmark::State& s) { run_peak(s, op, 0); })

@@ -659,6 +659,25 @@ bool MinMax(const float* x, size_t n, float* lo, float* hi) {
   return has_nan;
 }
 
+// Two passes: the largest value (with NaNs reported), then its first index. A single pass keeping each
+// lane's first index of its maximum needs two blends per vector; the second pass here stops at the first
+// match and reads from L1.
+int64_t FirstMax(const float* x, size_t n) {
+  float lo = 0.0f, top = 0.0f;
+  if (MinMax(x, n, &lo, &top)) return -1;
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  const VF target = hn::Set(df, top);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const intptr_t hit = hn::FindFirstTrue(df, hn::Eq(hn::LoadU(df, x + i), target));
+    if (hit >= 0) return static_cast<int64_t>(i) + hit;
+  }
+  for (; i < n; ++i)
+    if (x[i] == top) return static_cast<int64_t>(i);
+  return -1;  // not reached: top is one of x's values
+}
+
 const char* TargetName() {
   return hwy::TargetName(HWY_TARGET);
 }
@@ -683,6 +702,7 @@ HWY_EXPORT(AddInplace);
 HWY_EXPORT(RoundBf16);
 HWY_EXPORT(ToBf16);
 HWY_EXPORT(MinMax);
+HWY_EXPORT(FirstMax);
 HWY_EXPORT(TargetName);
 
 namespace simd {
@@ -733,6 +753,9 @@ void to_bf16(const float* x, uint16_t* out, size_t n) {
 }
 bool min_max(const float* x, size_t n, float* lo, float* hi) {
   return HWY_DYNAMIC_DISPATCH(MinMax)(x, n, lo, hi);
+}
+int64_t first_max(const float* x, size_t n) {
+  return HWY_DYNAMIC_DISPATCH(FirstMax)(x, n);
 }
 const char* target_name() {
   return HWY_DYNAMIC_DISPATCH(TargetName)();

@@ -41,6 +41,9 @@ void to_bf16(const float* x, uint16_t* out, size_t n);
 // *lo, *hi = the smallest and largest of x[0 .. n) (+inf and -inf when n == 0). Returns whether x holds a
 // NaN, in which case *lo and *hi are meaningless.
 bool min_max(const float* x, size_t n, float* lo, float* hi);
+// The index of the first largest value of x[0 .. n) (n > 0; +0 and -0 count as equal), or -1 when x holds a
+// NaN (whose order the caller defines).
+int64_t first_max(const float* x, size_t n);
 
 // Name of the instruction set the dispatcher picked on this CPU (for benchmark/doc output).
 const char* target_name();

@@ -122,11 +122,22 @@ void shape_activations(ActivationCodes& out, int64_t m, const PackedMatrix& w, i
   out.scale_block = bits == 8 ? kInt8ScaleBlock : kInt16Block;
   out.blocks = (K + out.scale_block - 1) / out.scale_block;
   out.chunks = (K + kInt16Chunk - 1) / kInt16Chunk;
-  const auto slots = static_cast<size_t>(m * out.chunks * kInt16Chunk);
-  out.codes.assign(bits == 16 ? slots : 0, 0);
-  out.bytes.assign(bits == 8 ? slots : 0, 0);
-  out.scales.assign(static_cast<size_t>(m * out.blocks), 0.0f);
-  out.lane_scales.assign(static_cast<size_t>(m * out.chunks * 8), 0.0f);
+  // Without a partial chunk, quantize_activations writes every slot of codes, scales and lanes: they are
+  // sized without a fill (the fill took a fifth as long as the quantizing, decoding the reference model).
+  // The group sums are accumulated into.
+  const bool padded = K % kInt16Chunk != 0;
+  const auto size = [padded](auto& v, int64_t n) {
+    if (padded) {
+      v.assign(static_cast<size_t>(n), {});
+    } else {
+      v.resize(static_cast<size_t>(n));
+    }
+  };
+  const int64_t slots = m * out.chunks * kInt16Chunk;
+  size(out.codes, bits == 16 ? slots : 0);
+  size(out.bytes, bits == 8 ? slots : 0);
+  size(out.scales, m * out.blocks);
+  size(out.lane_scales, m * out.chunks * 8);
   out.group_sums.assign(static_cast<size_t>(m * w.groups()), 0.0f);
 }
 
@@ -138,6 +149,12 @@ constexpr int64_t kScaleBlocksPerBlock = kInt16Block / kInt8ScaleBlock;
 // layout), place_block8_avx2, which writes the sums of its four scale blocks of 8.
 int32_t place_block_avx2(Codes layout, const int16_t* codes, int16_t* q, int64_t half);
 void place_block8_avx2(const int16_t* codes, int8_t* q, int64_t half, int32_t* sums);
+// Both steps at once for int8 codes, on AVX2: blocks [b, b_end) of one x row (x: the row), all of them full
+// blocks of full chunks, quantized and placed as place_block8_avx2 places them (bytes, scales, lanes,
+// group_sums: the row's), each scale block's code sum times its scale added to its group's sum in
+// place_block's order. Returns the first block it left alone because it holds a NaN or an infinity, or b_end.
+int64_t quantize_row8_avx2(const float* x, int64_t b, int64_t b_end, int64_t blocks_per_group, int8_t* bytes,
+                           float* scales, float* lanes, float* group_sums);
 
 // What place_block needs of w and out, computed once per call: it runs for every 32 columns of every
 // activation row, and the divisions it did by w.group_size, out.scale_block and in w.groups() took more
@@ -250,8 +267,17 @@ void quantize_activations(const float* x, int64_t m, const PackedMatrix& w, Acti
   const int64_t sub = out.scale_block, blocks = (K + kInt16Block - 1) / kInt16Block;
   int16_t codes[kInt16Block];
   float scales[kScaleBlocksPerBlock];
+  // The blocks of full chunks, with int8 codes on AVX2: quantize_row8_avx2 (one step, same results).
+  const int64_t fused_blocks = bits == 8 && avx2 ? K / kInt16Chunk * (kInt16Chunk / kInt16Block) : 0;
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t b = 0; b < blocks; ++b) {
+      if (b < fused_blocks) {
+        b = quantize_row8_avx2(
+            x + i * K, b, fused_blocks, place.blocks_per_group,
+            out.bytes.data() + i * out.chunks * kInt16Chunk, out.scales.data() + i * out.blocks,
+            out.lane_scales.data() + i * out.chunks * 8, out.group_sums.data() + i * place.groups);
+        if (b == blocks) break;
+      }
       const int64_t k0 = b * kInt16Block, n = std::min(kInt16Block, K - k0);
       const float* xb = x + i * K + k0;
       // A block holding a NaN or an infinity goes the scalar way.
@@ -527,6 +553,87 @@ LOWBIT_AVX2 void PlaceBlock8(const int16_t* codes, int8_t* q, int64_t half, int3
   auto* out = reinterpret_cast<__m128i*>(q + 16 * half);
   _mm_storeu_si128(out, _mm_unpacklo_epi64(b0, b1));      // columns 0, 2, .., 30
   _mm_storeu_si128(out + 2, _mm_unpackhi_epi64(b0, b1));  // columns 1, 3, .., 31
+}
+
+// One block of quantize_row8_avx2: QuantizeBlock's codes and scales for scale blocks of 8, placed as
+// PlaceBlock8 places them (q: the chunk's bytes, half: the block's place in it), without the int16 codes in
+// between; the scales and each scale block's code sum times its scale in lanes 0-3 of scale and products.
+// False (nothing written) when the block holds a NaN or an infinity.
+LOWBIT_AVX2 inline __attribute__((always_inline)) bool QuantizePlaceBlock8(const float* xb, int8_t* q,
+                                                                           int64_t half, __m128& scale,
+                                                                           __m128& products) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), infinity = _mm256_set1_ps(INFINITY);
+  __m256 v[4], a[4], bad = _mm256_setzero_ps();
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm256_loadu_ps(xb + 8 * j);
+    a[j] = _mm256_andnot_ps(sign, v[j]);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a[j], infinity, _CMP_NLT_UQ));  // infinity or NaN
+  }
+  if (_mm256_movemask_ps(bad) != 0) return false;
+  // Lane j of top: the largest magnitude of v[j] (a maximum is exact in any order). Per 128-bit half, the
+  // unpacks pair vectors 0 and 1 (2 and 3), the shuffles then gather each vector's two partial maxima.
+  const __m256 m01 = _mm256_max_ps(_mm256_unpacklo_ps(a[0], a[1]), _mm256_unpackhi_ps(a[0], a[1]));
+  const __m256 m23 = _mm256_max_ps(_mm256_unpacklo_ps(a[2], a[3]), _mm256_unpackhi_ps(a[2], a[3]));
+  const __m256 m = _mm256_max_ps(_mm256_shuffle_ps(m01, m23, 0x44), _mm256_shuffle_ps(m01, m23, 0xEE));
+  const __m128 top = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  // InverseOf in four lanes: limit / top, 0 where top is 0 or the quotient overflows.
+  const __m128 limit = _mm_set1_ps(127.0f), quotient = _mm_div_ps(limit, top);
+  const __m128 usable =
+      _mm_and_ps(_mm_cmpgt_ps(top, _mm_setzero_ps()), _mm_cmplt_ps(quotient, _mm_set1_ps(INFINITY)));
+  const __m128 inverse = _mm_and_ps(usable, quotient);
+  // Vector j times lane j of inverse; vcvtps2dq rounds to nearest even (the default MXCSR mode), as the
+  // scalar magic-number addition does.
+  const __m128 lane[4] = {inverse, _mm_movehdup_ps(inverse), _mm_movehl_ps(inverse, inverse),
+                          _mm_shuffle_ps(inverse, inverse, 0xFF)};
+  __m256i c[4];
+  for (int j = 0; j < 4; ++j) c[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], _mm256_broadcastss_ps(lane[j])));
+  // Lane j of the sums: vector j's eight codes (exact integers).
+  const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(c[0], c[1]), _mm256_hadd_epi32(c[2], c[3]));
+  const __m128i sums = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  scale = _mm_div_ps(top, limit);
+  products = _mm_mul_ps(_mm_cvtepi32_ps(sums), scale);
+  // Bytes per 128-bit half: columns 0-3, 8-11, 16-19, 24-27 (4-7, 12-15, ... in the high half); the
+  // shuffle splits each half into its even then its odd columns, and interleaving the halves' pairs of
+  // bytes gives columns 0, 2, .., 30 and 1, 3, .., 31 in order.
+  const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3]));
+  const __m256i even_odd = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6,
+                                            8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  const __m256i split = _mm256_shuffle_epi8(bytes, even_odd);
+  const __m128i low = _mm256_castsi256_si128(split), high = _mm256_extracti128_si256(split, 1);
+  auto* out = reinterpret_cast<__m128i*>(q + 16 * half);
+  _mm_storeu_si128(out, _mm_unpacklo_epi16(low, high));      // columns 0, 2, .., 30
+  _mm_storeu_si128(out + 2, _mm_unpackhi_epi16(low, high));  // columns 1, 3, .., 31
+  return true;
+}
+
+// quantize_row8_avx2. The group's sum stays in a register between its blocks (through memory, with each
+// block's four products passed to scalar code, the sums took as long as the quantizing).
+LOWBIT_AVX2 int64_t QuantizeRow8(const float* x, int64_t b, int64_t b_end, int64_t blocks_per_group,
+                                 int8_t* bytes, float* scales, float* lanes, float* group_sums) {
+  constexpr int64_t kBlocksPerChunk = kInt16Chunk / kInt16Block;
+  int64_t g = b / blocks_per_group, left_in_group = blocks_per_group - b % blocks_per_group;
+  __m128 group_sum = _mm_load_ss(group_sums + g);
+  for (; b < b_end; ++b) {
+    __m128 scale, p;
+    if (!QuantizePlaceBlock8(x + b * kInt16Block, bytes + b / kBlocksPerChunk * kInt16Chunk,
+                             b % kBlocksPerChunk, scale, p))
+      break;
+    // With int8 codes and full chunks, the four scales of block b and its four lanes lie at the same place.
+    _mm_storeu_ps(scales + b * kScaleBlocksPerBlock, scale);
+    _mm_storeu_ps(lanes + b * kScaleBlocksPerBlock, scale);
+    group_sum = _mm_add_ss(group_sum, p);
+    group_sum = _mm_add_ss(group_sum, _mm_movehdup_ps(p));
+    group_sum = _mm_add_ss(group_sum, _mm_movehl_ps(p, p));
+    group_sum = _mm_add_ss(group_sum, _mm_shuffle_ps(p, p, 0xFF));
+    if (--left_in_group == 0) {
+      _mm_store_ss(group_sums + g, group_sum);
+      left_in_group = blocks_per_group;
+      ++g;
+      group_sum = b + 1 < b_end ? _mm_load_ss(group_sums + g) : _mm_setzero_ps();
+    }
+  }
+  if (left_in_group != blocks_per_group) _mm_store_ss(group_sums + g, group_sum);
+  return b;
 }
 
 // ((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7)): the order of DotBlock's four-row reduction, so that a
@@ -926,6 +1033,10 @@ int32_t place_block_avx2(Codes layout, const int16_t* codes, int16_t* q, int64_t
 void place_block8_avx2(const int16_t* codes, int8_t* q, int64_t half, int32_t* sums) {
   PlaceBlock8(codes, q, half, sums);
 }
+int64_t quantize_row8_avx2(const float* x, int64_t b, int64_t b_end, int64_t blocks_per_group, int8_t* bytes,
+                           float* scales, float* lanes, float* group_sums) {
+  return QuantizeRow8(x, b, b_end, blocks_per_group, bytes, scales, lanes, group_sums);
+}
 }  // namespace
 #else
 void int16_gemv_rows(const ActivationCodes&, const PackedMatrix&, const float*, float*, int64_t, int64_t) {}
@@ -937,6 +1048,9 @@ int32_t place_block_avx2(Codes, const int16_t*, int16_t*, int64_t) {  // never c
   return 0;
 }
 void place_block8_avx2(const int16_t*, int8_t*, int64_t, int32_t*) {}  // never called without AVX2
+int64_t quantize_row8_avx2(const float*, int64_t b, int64_t, int64_t, int8_t*, float*, float*, float*) {
+  return b;  // never called without AVX2
+}
 }  // namespace
 #endif
 

@@ -290,6 +290,44 @@ TEST(MinMax, EqualsScalarScanAndReportsNaN) {
   hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
 }
 
+// simd::first_max is the index a scalar "first strictly larger" scan gives, on every target: sizes around the
+// vector widths, ties (the first wins, +0 and -0 tie), the maximum first, last or in the tail, infinities;
+// any NaN makes it return -1.
+TEST(FirstMax, EqualsScalarScanAndReportsNaN) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    for (size_t n = 1; n <= 67; ++n) {
+      for (int variant = 0; variant < 7; ++variant) {
+        std::vector<float> x(n);
+        for (float& v : x) v = std::round(normal(rng));  // integers: many ties
+        if (variant == 1) x[n - 1] = 100.0f;
+        if (variant == 2) x[0] = inf, x[n - 1] = inf;
+        if (variant == 3) std::fill(x.begin(), x.end(), -inf);
+        if (variant == 4) {  // all zeros of either sign: the first one wins
+          for (size_t i = 0; i < n; ++i) x[i] = i % 3 == 1 ? 0.0f : -0.0f;
+        }
+        if (variant >= 5) {
+          x[variant == 5 ? n / 2 : n - 1] = kNaN;
+          EXPECT_EQ(simd::first_max(x.data(), n), -1) << "n=" << n << " variant " << variant;
+          continue;
+        }
+        size_t want = 0;
+        for (size_t i = 1; i < n; ++i)
+          if (x[i] > x[want]) want = i;
+        EXPECT_EQ(simd::first_max(x.data(), n), static_cast<int64_t>(want))
+            << "n=" << n << " variant " << variant;
+      }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+}
+
 // bf16 rounding must be io/dtype.h's f32_to_bf16 exactly, on every compiled target: ties to even, values
 // that round up to infinity, signed zeros, subnormals, infinities and NaNs (made quiet, sign kept), at sizes
 // with and without vector tails and large enough for the pool.

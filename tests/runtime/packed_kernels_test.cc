@@ -675,18 +675,26 @@ TEST(PackedKernels, Int8RowQuantizerMatchesReference) {
 
 // The vector quantizer of the int16 activations gives the scalar reference's codes and scales bit for bit:
 // full and partial blocks, every code layout, zeros, tiny and huge magnitudes, half-way values (which round
-// to even), and blocks holding a NaN or an infinity (which the vector code hands to the scalar one).
+// to even), and blocks holding a NaN or an infinity (which the vector code hands to the scalar one). The
+// vector path writes into codes left from an earlier call (it does not clear them first), so each check
+// starts from another input's codes of the same shape.
 TEST(PackedKernels, Int16ActivationQuantizerMatchesReference) {
   if (!kernels::have_avx2_fma()) GTEST_SKIP() << "no AVX2 here: only the reference runs";
   for (kernels::Codes codes : {kernels::Codes::Int4, kernels::Codes::UInt8, kernels::Codes::Int8}) {
     for (int bits : {16, 8}) {
       if (bits == 8 && codes != kernels::Codes::Int4) continue;  // int8 codes go with int4 weights only
       const float limit = bits == 8 ? 127.0f : 32767.0f;
-      for (int64_t K : {32, 64, 200, 768}) {
+      for (auto [K, group_size] : {std::pair<int64_t, int64_t>{32, 32},
+                                   {64, 32},
+                                   {200, 32},
+                                   {768, 32},
+                                   {200, 128},
+                                   {768, 128},
+                                   {768, 768}}) {
         kernels::PackedMatrix w;
         w.codes = codes;
         w.cols = K;
-        w.group_size = 32;
+        w.group_size = group_size;
         const int64_t m = 5;
         std::vector<float> x = random_values(m * K, static_cast<uint32_t>(K), 3.0f);
         for (int64_t k = 0; k < 32; ++k) x[static_cast<size_t>(K + k)] = 0.0f;  // row 1, block 0: all zero
@@ -702,8 +710,11 @@ TEST(PackedKernels, Int16ActivationQuantizerMatchesReference) {
           for (int64_t k = 1; k < 32; ++k)
             x[static_cast<size_t>(4 * K + 32 + k)] = (k % 2 ? 1.0f : -1.0f) * (static_cast<float>(k) + 0.5f);
         }
-        const std::string what = "K=" + std::to_string(K) + " bits=" + std::to_string(bits);
+        const std::string what = "K=" + std::to_string(K) + " group " + std::to_string(group_size) +
+                                 " bits=" + std::to_string(bits);
         kernels::ActivationCodes fast, ref;
+        const std::vector<float> before = random_values(m * K, static_cast<uint32_t>(K + 1), 100.0f);
+        kernels::quantize_activation_codes(before.data(), m, w, fast, bits);
         kernels::quantize_activation_codes(x.data(), m, w, fast, bits);
         kernels::quantize_activation_codes_ref(x.data(), m, w, ref, bits);
         ASSERT_EQ(fast.bits, bits);
@@ -720,8 +731,19 @@ TEST(PackedKernels, Int16ActivationQuantizerMatchesReference) {
             EXPECT_EQ(fast.scales[i], ref.scales[i]) << what << " block " << i;
           }
         }
+        ASSERT_EQ(fast.lane_scales.size(), ref.lane_scales.size());
+        for (size_t i = 0; i < ref.lane_scales.size(); ++i) {
+          if (std::isnan(ref.lane_scales[i])) {
+            EXPECT_TRUE(std::isnan(fast.lane_scales[i])) << what << " lane " << i;
+          } else {
+            EXPECT_EQ(fast.lane_scales[i], ref.lane_scales[i]) << what << " lane " << i;
+          }
+        }
+        ASSERT_EQ(fast.group_sums.size(), ref.group_sums.size());
         for (size_t i = 0; i < ref.group_sums.size(); ++i) {
-          if (!std::isnan(ref.group_sums[i])) {
+          if (std::isnan(ref.group_sums[i])) {
+            EXPECT_TRUE(std::isnan(fast.group_sums[i])) << what << " group " << i;
+          } else {
             EXPECT_EQ(fast.group_sums[i], ref.group_sums[i]) << what << " group " << i;
           }
         }

@@ -27,6 +27,15 @@ TEST(Sampler, GreedyIsArgmax) {
   Sampler s(SamplerOptions{});
   EXPECT_EQ(s.sample(kLogits), 1);
   EXPECT_EQ(argmax(std::vector<float>{3, 5, 5}), 1);  // first of ties
+  // NaNs never win, except one at index 0, which nothing replaces (the plain loop's rule); ties beyond a
+  // vector's width still go to the first.
+  const float nan = std::nanf("");
+  EXPECT_EQ(argmax(std::vector<float>{3, nan, 5, 2}), 2);
+  EXPECT_EQ(argmax(std::vector<float>{nan, 3, 5}), 0);
+  std::vector<float> wide(1000, 1.0f);
+  wide[700] = 2.0f;
+  wide[900] = 2.0f;
+  EXPECT_EQ(argmax(wide), 700);
 }
 
 TEST(Sampler, TemperatureOneFollowsSoftmax) {
