@@ -15,6 +15,8 @@
 
 namespace lowbit::runtime {
 
+class ActivationQuantizer;  // runtime/quantized_linear.h
+
 class LinearWeight {
  public:
   virtual ~LinearWeight() = default;
@@ -24,6 +26,11 @@ class LinearWeight {
   virtual void forward(const float* x, int64_t m, float* y) const = 0;
   // Bytes of weight data one forward() streams from memory (codes, scales, bias): what decode reads.
   virtual uint64_t weight_bytes() const = 0;
+  // The fake quantization forward() applies to x before its product (FP8 activations ...), or null; and
+  // forward() for an x that has been through it already. forward_shared_input rounds an input that
+  // several such linears read once.
+  virtual const ActivationQuantizer* input_rounding() const { return nullptr; }
+  virtual void forward_rounded(const float* xq, int64_t m, float* y) const { forward(xq, m, y); }
 };
 
 class DenseLinear final : public LinearWeight {

@@ -38,6 +38,13 @@ bool int8_input_args(const QuantArgs& a) {
   return a.strategy == QuantStrategy::Tensor;
 }
 
+// The calling thread's copy of a linear's input, rounded in place (a vector per call was a malloc and,
+// above glibc's mmap threshold, fresh pages every time).
+std::vector<float>& rounding_buffer() {
+  thread_local std::vector<float> buffer;
+  return buffer;
+}
+
 }  // namespace
 
 PackedLinear::PackedLinear(const formats::StoredWeight& stored, const std::optional<TensorView>& bias,
@@ -113,9 +120,15 @@ void PackedLinear::forward(const float* x, int64_t m, float* y) const {
   const float* bias = bias_.empty() ? nullptr : bias_.data();
   if (int8_inputs_) return forward_int8(x, m, y);
   if (!input_) return kernels::packed_linear(x, m, w_, bias, y);
-  std::vector<float> xq(x, x + m * w_.cols);
+  std::vector<float>& xq = rounding_buffer();
+  xq.assign(x, x + m * w_.cols);
   input_->apply(xq.data(), m, w_.cols);
   kernels::packed_linear(xq.data(), m, w_, bias, y);
+}
+
+void PackedLinear::forward_rounded(const float* xq, int64_t m, float* y) const {
+  if (int8_inputs_) fail("forward_rounded: W8A8 linears quantize their inputs to integer codes themselves");
+  kernels::packed_linear(xq, m, w_, bias(), y);
 }
 
 namespace {
@@ -176,6 +189,19 @@ void PackedLinear::forward_int8(const float* x, int64_t m, float* y) const {
   kernels::int8_linear(a, w_, bias_.empty() ? nullptr : bias_.data(), y);
 }
 
+// Whether every linear rounds its input with the same dynamic quantization (its result then depends on x
+// alone), and reads as many columns.
+bool same_dynamic_rounding(std::span<const LinearWeight* const> linears) {
+  const ActivationQuantizer* first = linears.empty() ? nullptr : linears[0]->input_rounding();
+  if (first == nullptr || !first->args().is_dynamic()) return false;
+  for (const LinearWeight* l : linears) {
+    const ActivationQuantizer* q = l->input_rounding();
+    if (q == nullptr || !(q->args() == first->args()) || l->in_features() != linears[0]->in_features())
+      return false;
+  }
+  return true;
+}
+
 void forward_shared_input(const float* x, int64_t m, std::span<const LinearWeight* const> linears,
                           std::span<float* const> outputs) {
   std::vector<kernels::PackedProduct> products;
@@ -189,6 +215,15 @@ void forward_shared_input(const float* x, int64_t m, std::span<const LinearWeigh
   }
   if (products.size() == linears.size() && !products.empty())
     return kernels::packed_linear_shared_input(x, m, products);
+  if (same_dynamic_rounding(linears)) {
+    // Rounding q/k/v's input three times and gate/up's twice took 3 of FP8_DYNAMIC prefill's 7 roundings.
+    const int64_t K = linears[0]->in_features();
+    std::vector<float>& xq = rounding_buffer();
+    xq.assign(x, x + m * K);
+    linears[0]->input_rounding()->apply(xq.data(), m, K);
+    for (size_t j = 0; j < linears.size(); ++j) linears[j]->forward_rounded(xq.data(), m, outputs[j]);
+    return;
+  }
   for (size_t j = 0; j < linears.size(); ++j) linears[j]->forward(x, m, outputs[j]);
 }
 

@@ -36,6 +36,11 @@ class PackedLinear final : public LinearWeight {
   bool integer_activations() const { return int8_inputs_; }
   // True when forward() multiplies x as given (weight-only schemes): kernels::packed_linear of matrix().
   bool weight_only() const { return !input_; }
+  // W8A8 makes integer codes of x instead of rounding it: none.
+  const ActivationQuantizer* input_rounding() const override {
+    return input_ && !int8_inputs_ ? &*input_ : nullptr;
+  }
+  void forward_rounded(const float* xq, int64_t m, float* y) const override;
   const float* bias() const { return bias_.empty() ? nullptr : bias_.data(); }
 
  private:
@@ -52,7 +57,8 @@ class PackedLinear final : public LinearWeight {
 
 // Linears that read the same input x (q/k/v, gate/up): outputs[j] = linears[j](x). When all are weight-only
 // PackedLinear, one kernels::packed_linear_shared_input call (at decode sizes, x rounded once and one
-// parallel region for all); otherwise one forward() each.
+// parallel region for all); when all round x the same dynamic way first (FP8_DYNAMIC), x is rounded once
+// for all of them; otherwise one forward() each.
 void forward_shared_input(const float* x, int64_t m, std::span<const LinearWeight* const> linears,
                           std::span<float* const> outputs);
 

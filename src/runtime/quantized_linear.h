@@ -41,6 +41,8 @@ class QuantizedLinear final : public LinearWeight {
   int64_t in_features() const override { return dense_.in_features(); }
   void forward(const float* x, int64_t m, float* y) const override;
   uint64_t weight_bytes() const override { return dense_.weight_bytes(); }
+  const ActivationQuantizer* input_rounding() const override { return input_ ? &*input_ : nullptr; }
+  void forward_rounded(const float* xq, int64_t m, float* y) const override { dense_.forward(xq, m, y); }
   const std::optional<ActivationQuantizer>& input_quantizer() const { return input_; }
 
  private:
