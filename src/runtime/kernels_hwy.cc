@@ -659,6 +659,80 @@ bool MinMax(const float* x, size_t n, float* lo, float* hi) {
   return has_nan;
 }
 
+// quant/quantizer.cc's bf16 rounding: to nearest even, NaN unchanged (not made quiet, unlike
+// Bf16HighBits).
+HWY_INLINE VF RoundBf16KeepNaN(VF v) {
+  const DF df;
+  const hn::RebindToUnsigned<DF> du;
+  const auto bits = hn::BitCast(du, v);
+  const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+  const auto rounded = hn::And(hn::Add(bits, hn::Add(hn::Set(du, 0x7FFFu), lsb)), hn::Set(du, 0xFFFF0000u));
+  return hn::IfThenElse(hn::IsNaN(v), v, hn::BitCast(df, rounded));
+}
+
+// quant/quantizer.cc's e4m3_value / e5m2_value: the nearest fp8 value of a clamped v (ties to even), as a
+// float. Normal values keep 3 (2) mantissa bits by an integer round; subnormal ones are rounded on their
+// fixed grid by the magic-number addition; NaN becomes the decoded NaN code, with v's sign.
+template <bool kE4m3>
+HWY_INLINE VF Fp8Value(VF v) {
+  const DF df;
+  const hn::RebindToUnsigned<DF> du;
+  constexpr float kMinNormal = kE4m3 ? 0.015625f : 6.103515625e-05f;  // 2^-6, 2^-14
+  constexpr float kSubnormalSteps = kE4m3 ? 512.0f : 65536.0f;        // 1 / the subnormal spacing
+  constexpr uint32_t kHalfUlp = kE4m3 ? 0x7FFFFu : 0xFFFFFu;
+  constexpr int kUlpShift = kE4m3 ? 20 : 21;
+  constexpr uint32_t kKept = kE4m3 ? 0xFFF00000u : 0xFFE00000u;
+  constexpr uint32_t kNaN = kE4m3 ? 0x7FF00000u : 0x7FE00000u;
+  const auto u = hn::BitCast(du, v);
+  const auto sign = hn::And(u, hn::Set(du, 0x80000000u));
+  const auto a = hn::And(u, hn::Set(du, 0x7FFFFFFFu));
+  const VF magnitude = hn::BitCast(df, a);
+  const auto subnormal = hn::Lt(magnitude, hn::Set(df, kMinNormal));  // false for NaN
+  const VF magic = hn::Set(df, 12582912.0f);                          // 1.5 * 2^23
+  // The products are exact (powers of two, |v| < 2^-6), so a contraction into fused multiply-adds would
+  // change nothing.
+  const VF on_grid = hn::Mul(hn::IfThenElseZero(subnormal, magnitude), hn::Set(df, kSubnormalSteps));
+  const VF sub = hn::Mul(hn::Sub(hn::Add(on_grid, magic), magic), hn::Set(df, 1.0f / kSubnormalSteps));
+  const auto lsb = hn::And(hn::ShiftRight<kUlpShift>(a), hn::Set(du, 1u));
+  const auto normal = hn::And(hn::Add(a, hn::Add(hn::Set(du, kHalfUlp), lsb)), hn::Set(du, kKept));
+  auto r = hn::IfThenElse(hn::RebindMask(du, subnormal), hn::BitCast(du, sub), normal);
+  r = hn::IfThenElse(hn::Gt(a, hn::Set(du, 0x7F800000u)), hn::Set(du, kNaN), r);
+  return hn::BitCast(df, hn::Or(r, sign));
+}
+
+template <bool kE4m3, bool kBf16>
+HWY_INLINE VF FakeQuantizeFp8Vec(VF x, VF scale, VF qmax, VF minus_qmax) {
+  const auto r = [](VF v) { return kBf16 ? RoundBf16KeepNaN(v) : v; };
+  VF t = r(hn::Div(r(x), scale));
+  // std::max then std::min as the scalar code: compares that let NaN through (x86's max/min would not).
+  t = hn::IfThenElse(hn::Lt(t, minus_qmax), minus_qmax, t);
+  t = hn::IfThenElse(hn::Lt(qmax, t), qmax, t);
+  return r(hn::Mul(Fp8Value<kE4m3>(t), scale));
+}
+
+template <bool kE4m3, bool kBf16>
+void FakeQuantizeFp8Typed(const float* x, size_t n, float scale, float qmax, float* out) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  const VF s = hn::Set(df, scale), hi = hn::Set(df, qmax), lo = hn::Set(df, -qmax);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    hn::StoreU(FakeQuantizeFp8Vec<kE4m3, kBf16>(hn::LoadU(df, x + i), s, hi, lo), df, out + i);
+  if (i < n) {  // the tail through a padded vector: the same arithmetic as the body
+    HWY_ALIGN float tail[hn::MaxLanes(df)] = {};
+    std::copy(x + i, x + n, tail);
+    hn::Store(FakeQuantizeFp8Vec<kE4m3, kBf16>(hn::Load(df, tail), s, hi, lo), df, tail);
+    std::copy(tail, tail + (n - i), out + i);
+  }
+}
+
+void FakeQuantizeFp8(const float* x, size_t n, float scale, float qmax, bool e4m3, bool bf16, float* out) {
+  if (e4m3 && bf16) return FakeQuantizeFp8Typed<true, true>(x, n, scale, qmax, out);
+  if (e4m3) return FakeQuantizeFp8Typed<true, false>(x, n, scale, qmax, out);
+  if (bf16) return FakeQuantizeFp8Typed<false, true>(x, n, scale, qmax, out);
+  FakeQuantizeFp8Typed<false, false>(x, n, scale, qmax, out);
+}
+
 // Two passes: the largest value (with NaNs reported), then its first index. A single pass keeping each
 // lane's first index of its maximum needs two blends per vector; the second pass here stops at the first
 // match and reads from L1.
@@ -703,6 +777,7 @@ HWY_EXPORT(RoundBf16);
 HWY_EXPORT(ToBf16);
 HWY_EXPORT(MinMax);
 HWY_EXPORT(FirstMax);
+HWY_EXPORT(FakeQuantizeFp8);
 HWY_EXPORT(TargetName);
 
 namespace simd {
@@ -756,6 +831,9 @@ bool min_max(const float* x, size_t n, float* lo, float* hi) {
 }
 int64_t first_max(const float* x, size_t n) {
   return HWY_DYNAMIC_DISPATCH(FirstMax)(x, n);
+}
+void fake_quantize_fp8(const float* x, size_t n, float scale, float qmax, bool e4m3, bool bf16, float* out) {
+  HWY_DYNAMIC_DISPATCH(FakeQuantizeFp8)(x, n, scale, qmax, e4m3, bf16, out);
 }
 const char* target_name() {
   return HWY_DYNAMIC_DISPATCH(TargetName)();

@@ -41,6 +41,11 @@ void to_bf16(const float* x, uint16_t* out, size_t n);
 // *lo, *hi = the smallest and largest of x[0 .. n) (+inf and -inf when n == 0). Returns whether x holds a
 // NaN, in which case *lo and *hi are meaningless.
 bool min_max(const float* x, size_t n, float* lo, float* hi);
+// FP8 fake quantization with one scale, as quant/quantizer.cc rounds FP8_DYNAMIC activations, bit for bit:
+// out = r(fp8(clamp(r(r(x) / scale), -qmax, qmax)) * scale), fp8 = the nearest e4m3 (`e4m3`) or e5m2 value
+// (ties to even, subnormals included), r = bf16 rounding to nearest even when `bf16` (NaN unchanged), else
+// none; NaN stays NaN. x and out may be the same array.
+void fake_quantize_fp8(const float* x, size_t n, float scale, float qmax, bool e4m3, bool bf16, float* out);
 // The index of the first largest value of x[0 .. n) (n > 0; +0 and -0 count as equal), or -1 when x holds a
 // NaN (whose order the caller defines).
 int64_t first_max(const float* x, size_t n);

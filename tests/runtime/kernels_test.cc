@@ -5,6 +5,7 @@
 #include <hwy/targets.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -284,6 +285,64 @@ TEST(MinMax, EqualsScalarScanAndReportsNaN) {
         EXPECT_FALSE(simd::min_max(x.data(), n, &lo, &hi)) << "n=" << n;
         EXPECT_EQ(lo, want_lo) << "n=" << n << " variant " << variant;
         EXPECT_EQ(hi, want_hi) << "n=" << n << " variant " << variant;
+      }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+}
+
+// simd::fake_quantize_fp8 against its definition in scalar code (quant/quantizer.cc's FP8_DYNAMIC rounding,
+// with io/dtype.h's converters as the fp8 rounding), on every compiled target: every bf16 bit pattern
+// (zeros, subnormals, infinities, NaNs), values half-way between bf16 and between fp8 neighbours, at several
+// scales including 0, both formats and both compute dtypes, in place, with vector tails. Bits must be equal;
+// NaN outputs must be NaN where the definition gives NaN.
+TEST(FakeQuantizeFp8, EqualsScalarDefinitionBitForBit) {
+  const auto round_bf16 = [](float v) {  // to nearest even, NaN unchanged
+    if (std::isnan(v)) return v;
+    const uint32_t u = std::bit_cast<uint32_t>(v);
+    return std::bit_cast<float>((u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u);
+  };
+  std::vector<float> x;
+  for (uint32_t b = 0; b < 0x10000; ++b) x.push_back(std::bit_cast<float>(b << 16));
+  for (int code = 0; code < 255; ++code) {  // midpoints of e4m3 and e5m2 neighbours, and next to them
+    for (bool e4m3 : {true, false}) {
+      const auto c = static_cast<uint8_t>(code);
+      const float v = e4m3 ? e4m3_to_f32(c) : e5m2_to_f32(c);
+      const float next =
+          e4m3 ? e4m3_to_f32(static_cast<uint8_t>(c + 1)) : e5m2_to_f32(static_cast<uint8_t>(c + 1));
+      if (!std::isfinite(v) || !std::isfinite(next)) continue;
+      const float mid = (v + next) / 2;
+      for (float m : {mid, std::nextafter(mid, -INFINITY), std::nextafter(mid, INFINITY)}) x.push_back(m);
+    }
+  }
+  // Half-way between bf16 neighbours (ties to even) and next to them.
+  for (uint32_t b = 0; b < 0x10000; b += 7)
+    for (uint32_t low : {0x7FFFu, 0x8000u, 0x8001u}) x.push_back(std::bit_cast<float>((b << 16) | low));
+  x.push_back(1.0f);  // an odd count: every target's vectors leave a tail
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    for (bool e4m3 : {true, false}) {
+      const float qmax = e4m3 ? 448.0f : 57344.0f;
+      for (bool bf16 : {false, true}) {
+        for (float scale : {1.0f, 0.0123f, 3.5e-3f, 1e-30f, 1e30f, 0.0f}) {
+          std::vector<float> got = x;
+          simd::fake_quantize_fp8(got.data(), got.size(), scale, qmax, e4m3, bf16, got.data());  // in place
+          for (size_t i = 0; i < x.size(); ++i) {
+            const auto r = [&](float v) { return bf16 ? round_bf16(v) : v; };
+            float t = r(r(x[i]) / scale);
+            t = std::min(std::max(t, -qmax), qmax);
+            const float fp8 = e4m3 ? e4m3_to_f32(f32_to_e4m3(t)) : e5m2_to_f32(f32_to_e5m2(t));
+            const float want = r(fp8 * scale);
+            if (std::isnan(want)) {
+              ASSERT_TRUE(std::isnan(got[i])) << "x " << x[i] << " scale " << scale;
+            } else {
+              ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want))
+                  << "x " << x[i] << " bits " << std::hex << std::bit_cast<uint32_t>(x[i]) << std::dec
+                  << " scale " << scale << (e4m3 ? " e4m3" : " e5m2") << (bf16 ? " bf16" : " f32");
+            }
+          }
+        }
       }
     }
   }
