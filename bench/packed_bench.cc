@@ -7,8 +7,9 @@
 //                             from bf16 models), w8a8 (int8 x int8)
 //   Dense/bf16/N/K/m          kernels::linear on bf16, the baseline
 //   1T/PackedPath/<format>/<gemv|sgemm>/N/K/m   both paths at small m, to place packed_gemm_min_rows
-//   1T/ActivationCodes/<vector|reference>/K/m   quantize_activation_codes for int4 g128 weights (int8
-//                             codes), the step before each int4 decode product, on the calling thread
+//   1T/ActivationCodes/<vector|reference>/K/m/bits   quantize_activation_codes, the step before each int4 /
+//                             8-bit decode product, on the calling thread: bits 8 for int4 g128 weights
+//                             (int8 codes), 16 for uint8 per-channel weights (int16 codes)
 //   Machine/Peak/<instructions>   the core's multiply-add limit for each instruction mix the kernels use
 //                             (machine_peaks.h), the ceiling to hold the m = 512 rows against
 // Counters: GB/s = bytes of weight data read per call (codes + scales) / time; GFLOP/s = 2 m N K / time
@@ -220,13 +221,14 @@ void run_peak(benchmark::State& state, bench::PeakOp op, int threads) {
   set_global_threads(0);
 }
 
-// x rows (K floats each, cached) to int4 g128 weights' activation codes; counter GB/s: bytes of x read.
+// x rows (K floats each, cached) to activation codes of `bits` (8: int4 g128 weights; 16: uint8 per-channel
+// weights); counter GB/s: bytes of x read.
 void run_activation_codes(benchmark::State& state, bool vector) {
-  const int64_t K = state.range(0), m = state.range(1);
+  const int64_t K = state.range(0), m = state.range(1), bits = state.range(2);
   PackedMatrix w;
-  w.codes = Codes::Int4;
+  w.codes = bits == 8 ? Codes::Int4 : Codes::UInt8;
   w.cols = K;
-  w.group_size = 128;
+  w.group_size = bits == 8 ? 128 : K;
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> x(static_cast<size_t>(m * K));
@@ -234,11 +236,12 @@ void run_activation_codes(benchmark::State& state, bool vector) {
   ActivationCodes codes;
   for (auto _ : state) {
     if (vector) {
-      quantize_activation_codes(x.data(), m, w, codes);
+      quantize_activation_codes(x.data(), m, w, codes, static_cast<int>(bits));
     } else {
-      quantize_activation_codes_ref(x.data(), m, w, codes);
+      quantize_activation_codes_ref(x.data(), m, w, codes, static_cast<int>(bits));
     }
     benchmark::DoNotOptimize(codes.bytes.data());
+    benchmark::DoNotOptimize(codes.codes.data());
   }
   if (vector && !have_avx2_fma()) state.SkipWithError("needs AVX2 + FMA");
   state.counters["GB/s"] = benchmark::Counter(static_cast<double>(x.size() * sizeof(float)),
@@ -250,8 +253,8 @@ void register_all() {
     const std::string name = std::string("1T/ActivationCodes/") + (vector ? "vector" : "reference");
     benchmark::RegisterBenchmark(name.c_str(),
                                  [vector](benchmark::State& s) { run_activation_codes(s, vector); })
-        ->ArgsProduct({{768, 2048, 4096, 14336}, {1, 16}})
-        ->ArgNames({"K", "m"})
+        ->ArgsProduct({{768, 2048, 4096, 14336}, {1, 16}, {8, 16}})
+        ->ArgNames({"K", "m", "bits"})
         ->Unit(benchmark::kMicrosecond);
   }
   for (bench::PeakOp op : {bench::PeakOp::Fp32Fma, bench::PeakOp::Int16Madd, bench::PeakOp::Int8Madd}) {
