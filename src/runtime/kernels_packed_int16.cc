@@ -467,15 +467,22 @@ inline float InverseOf(float top, float limit) {
   return std::isfinite(inv) ? inv : 0.0f;
 }
 
-LOWBIT_AVX2 bool QuantizeBlock(const float* xb, float limit, int64_t sub, int16_t* codes, float* scales) {
+// A block's 32 values (v) and their magnitudes (a); false when one of them is a NaN or an infinity.
+LOWBIT_AVX2 inline __attribute__((always_inline)) bool LoadFiniteBlock(const float* xb, __m256 v[4],
+                                                                       __m256 a[4]) {
   const __m256 sign = _mm256_set1_ps(-0.0f), infinity = _mm256_set1_ps(INFINITY);
-  __m256 v[4], a[4], bad = _mm256_setzero_ps();
+  __m256 bad = _mm256_setzero_ps();
   for (int j = 0; j < 4; ++j) {
     v[j] = _mm256_loadu_ps(xb + 8 * j);
     a[j] = _mm256_andnot_ps(sign, v[j]);
     bad = _mm256_or_ps(bad, _mm256_cmp_ps(a[j], infinity, _CMP_NLT_UQ));  // infinity or NaN
   }
-  if (_mm256_movemask_ps(bad) != 0) return false;
+  return _mm256_movemask_ps(bad) == 0;
+}
+
+LOWBIT_AVX2 bool QuantizeBlock(const float* xb, float limit, int64_t sub, int16_t* codes, float* scales) {
+  __m256 v[4], a[4];
+  if (!LoadFiniteBlock(xb, v, a)) return false;
   __m256 inverse[4];
   if (sub == kInt16Block) {
     const float top = HorizontalMax(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
@@ -562,14 +569,8 @@ LOWBIT_AVX2 void PlaceBlock8(const int16_t* codes, int8_t* q, int64_t half, int3
 LOWBIT_AVX2 inline __attribute__((always_inline)) bool QuantizePlaceBlock8(const float* xb, int8_t* q,
                                                                            int64_t half, __m128& scale,
                                                                            __m128& products) {
-  const __m256 sign = _mm256_set1_ps(-0.0f), infinity = _mm256_set1_ps(INFINITY);
-  __m256 v[4], a[4], bad = _mm256_setzero_ps();
-  for (int j = 0; j < 4; ++j) {
-    v[j] = _mm256_loadu_ps(xb + 8 * j);
-    a[j] = _mm256_andnot_ps(sign, v[j]);
-    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a[j], infinity, _CMP_NLT_UQ));  // infinity or NaN
-  }
-  if (_mm256_movemask_ps(bad) != 0) return false;
+  __m256 v[4], a[4];
+  if (!LoadFiniteBlock(xb, v, a)) return false;
   // Lane j of top: the largest magnitude of v[j] (a maximum is exact in any order). Per 128-bit half, the
   // unpacks pair vectors 0 and 1 (2 and 3), the shuffles then gather each vector's two partial maxima.
   const __m256 m01 = _mm256_max_ps(_mm256_unpacklo_ps(a[0], a[1]), _mm256_unpackhi_ps(a[0], a[1]));

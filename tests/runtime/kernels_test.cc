@@ -25,6 +25,21 @@ namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
+// Runs body() once for every instruction set that was compiled and that this CPU runs, with the
+// dispatcher held to it, and lets the dispatcher choose again afterwards (also after a fatal failure).
+template <typename F>
+void on_every_target(F&& body) {
+  struct Restore {
+    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
+  } restore;
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    body();
+    if (testing::Test::HasFatalFailure()) return;
+  }
+}
+
 // A fresh seed per test, printed on failure so a failing case can be replayed.
 uint32_t fresh_seed() {
   return std::random_device{}();
@@ -264,9 +279,7 @@ TEST(MinMax, EqualsScalarScanAndReportsNaN) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 3.0f);
   const float inf = std::numeric_limits<float>::infinity();
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
+  on_every_target([&] {
     for (size_t n = 0; n <= 67; ++n) {
       for (int variant = 0; variant < 5; ++variant) {
         std::vector<float> x(n);
@@ -287,8 +300,7 @@ TEST(MinMax, EqualsScalarScanAndReportsNaN) {
         EXPECT_EQ(hi, want_hi) << "n=" << n << " variant " << variant;
       }
     }
-  }
-  hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+  });
 }
 
 // simd::fake_quantize_fp8 against its definition in scalar code (quant/quantizer.cc's FP8_DYNAMIC rounding,
@@ -319,9 +331,7 @@ TEST(FakeQuantizeFp8, EqualsScalarDefinitionBitForBit) {
   for (uint32_t b = 0; b < 0x10000; b += 7)
     for (uint32_t low : {0x7FFFu, 0x8000u, 0x8001u}) x.push_back(std::bit_cast<float>((b << 16) | low));
   x.push_back(1.0f);  // an odd count: every target's vectors leave a tail
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
+  on_every_target([&] {
     for (bool e4m3 : {true, false}) {
       const float qmax = e4m3 ? 448.0f : 57344.0f;
       for (bool bf16 : {false, true}) {
@@ -345,8 +355,7 @@ TEST(FakeQuantizeFp8, EqualsScalarDefinitionBitForBit) {
         }
       }
     }
-  }
-  hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+  });
 }
 
 // simd::first_max is the index a scalar "first strictly larger" scan gives, on every target: sizes around the
@@ -358,9 +367,7 @@ TEST(FirstMax, EqualsScalarScanAndReportsNaN) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 3.0f);
   const float inf = std::numeric_limits<float>::infinity();
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
+  on_every_target([&] {
     for (size_t n = 1; n <= 67; ++n) {
       for (int variant = 0; variant < 7; ++variant) {
         std::vector<float> x(n);
@@ -383,8 +390,7 @@ TEST(FirstMax, EqualsScalarScanAndReportsNaN) {
             << "n=" << n << " variant " << variant;
       }
     }
-  }
-  hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+  });
 }
 
 // bf16 rounding must be io/dtype.h's f32_to_bf16 exactly, on every compiled target: ties to even, values
@@ -398,9 +404,7 @@ TEST(RoundBf16, EqualsScalarConversionBitForBit) {
                                          0x3F818000u, 0x3F808001u, 0xBF80FFFFu, 0x7F7FFFFFu, 0xFF7F8000u,
                                          0x7F7F7FFFu, 0x7F800000u, 0xFF800000u, 0x7FC00000u, 0xFFC00001u,
                                          0x7F800001u, 0xFF812345u, 0x7FFFFFFFu};
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
+  on_every_target([&] {
     for (size_t n : {size_t{1}, size_t{7}, size_t{8}, size_t{18}, size_t{1000}, size_t{200003}}) {
       std::vector<uint32_t> bits(n);
       for (auto& b : bits) b = static_cast<uint32_t>(rng());
@@ -418,8 +422,7 @@ TEST(RoundBf16, EqualsScalarConversionBitForBit) {
       round_bf16(x.data(), x.data(), n);  // in place
       ASSERT_EQ(std::memcmp(want.data(), x.data(), n * sizeof(float)), 0) << "n=" << n;
     }
-  }
-  hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+  });
 }
 
 // The dispatcher picks one instruction set on this CPU; run the key checks on every other compiled one it
@@ -429,9 +432,7 @@ TEST(AllSimdTargets, LinearAndElementwiseMatchReference) {
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   std::mt19937 rng(seed);
   const int64_t N = 37, K = 131;
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
+  on_every_target([&] {
     for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
       std::vector<float> wv = random_floats(rng, static_cast<size_t>(N * K), -1, 1);
       const StoredWeight w = store_weight(dtype, wv, N, K);
@@ -462,8 +463,7 @@ TEST(AllSimdTargets, LinearAndElementwiseMatchReference) {
     rmsnorm_ref(g.data(), u.data(), 1, static_cast<int64_t>(n), 1e-5f, nref.data());
     rmsnorm(g.data(), u.data(), 1, static_cast<int64_t>(n), 1e-5f, nout.data());
     EXPECT_LT(rel_error(nout, nref), 1e-5);
-  }
-  hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+  });
 }
 
 TEST(Linear, EmptyShapesAndKZero) {

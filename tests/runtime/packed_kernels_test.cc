@@ -673,6 +673,19 @@ TEST(PackedKernels, Int8RowQuantizerMatchesReference) {
   }
 }
 
+// got[i] == want[i] for every i, or both NaN.
+void expect_equal_or_both_nan(const std::vector<float>& got, const std::vector<float>& want,
+                              const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isnan(want[i])) {
+      EXPECT_TRUE(std::isnan(got[i])) << what << " " << i;
+    } else {
+      EXPECT_EQ(got[i], want[i]) << what << " " << i;
+    }
+  }
+}
+
 // The vector quantizer of the int16 activations gives the scalar reference's codes and scales bit for bit:
 // full and partial blocks, every code layout, zeros, tiny and huge magnitudes, half-way values (which round
 // to even), and blocks holding a NaN or an infinity (which the vector code hands to the scalar one). The
@@ -723,30 +736,9 @@ TEST(PackedKernels, Int16ActivationQuantizerMatchesReference) {
         ASSERT_EQ(fast.bytes, ref.bytes) << what;
         ASSERT_EQ(bits == 8 ? ref.bytes.size() : ref.codes.size(), static_cast<size_t>(m * ref.chunks * 64))
             << what;
-        ASSERT_EQ(fast.scales.size(), ref.scales.size());
-        for (size_t i = 0; i < ref.scales.size(); ++i) {
-          if (std::isnan(ref.scales[i])) {
-            EXPECT_TRUE(std::isnan(fast.scales[i])) << what << " block " << i;
-          } else {
-            EXPECT_EQ(fast.scales[i], ref.scales[i]) << what << " block " << i;
-          }
-        }
-        ASSERT_EQ(fast.lane_scales.size(), ref.lane_scales.size());
-        for (size_t i = 0; i < ref.lane_scales.size(); ++i) {
-          if (std::isnan(ref.lane_scales[i])) {
-            EXPECT_TRUE(std::isnan(fast.lane_scales[i])) << what << " lane " << i;
-          } else {
-            EXPECT_EQ(fast.lane_scales[i], ref.lane_scales[i]) << what << " lane " << i;
-          }
-        }
-        ASSERT_EQ(fast.group_sums.size(), ref.group_sums.size());
-        for (size_t i = 0; i < ref.group_sums.size(); ++i) {
-          if (std::isnan(ref.group_sums[i])) {
-            EXPECT_TRUE(std::isnan(fast.group_sums[i])) << what << " group " << i;
-          } else {
-            EXPECT_EQ(fast.group_sums[i], ref.group_sums[i]) << what << " group " << i;
-          }
-        }
+        expect_equal_or_both_nan(fast.scales, ref.scales, what + " block");
+        expect_equal_or_both_nan(fast.lane_scales, ref.lane_scales, what + " lane");
+        expect_equal_or_both_nan(fast.group_sums, ref.group_sums, what + " group");
       }
     }
   }
