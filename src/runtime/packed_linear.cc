@@ -189,6 +189,7 @@ void PackedLinear::forward_int8(const float* x, int64_t m, float* y) const {
   kernels::int8_linear(a, w_, bias_.empty() ? nullptr : bias_.data(), y);
 }
 
+namespace {
 // Whether every linear rounds its input with the same dynamic quantization (its result then depends on x
 // alone), and reads as many columns.
 bool same_dynamic_rounding(std::span<const LinearWeight* const> linears) {
@@ -201,6 +202,7 @@ bool same_dynamic_rounding(std::span<const LinearWeight* const> linears) {
   }
   return true;
 }
+}  // namespace
 
 void forward_shared_input(const float* x, int64_t m, std::span<const LinearWeight* const> linears,
                           std::span<float* const> outputs) {
@@ -216,7 +218,7 @@ void forward_shared_input(const float* x, int64_t m, std::span<const LinearWeigh
   if (products.size() == linears.size() && !products.empty())
     return kernels::packed_linear_shared_input(x, m, products);
   if (same_dynamic_rounding(linears)) {
-    // Rounding q/k/v's input three times and gate/up's twice took 3 of FP8_DYNAMIC prefill's 7 roundings.
+    // Each linear rounding the input again made 3 of FP8_DYNAMIC's 7 roundings per layer repeats.
     const int64_t K = linears[0]->in_features();
     std::vector<float>& xq = rounding_buffer();
     xq.assign(x, x + m * K);

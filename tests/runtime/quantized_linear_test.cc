@@ -3,13 +3,17 @@
 // and whole tiny models against the naive forward pass over the dequantized weights.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
+#include <memory>
 #include <random>
+#include <string>
 
 #include "formats/compressed_tensors_reader.h"
 #include "formats/ct_checkpoint.h"
 #include "quant/quantizer_ref.h"
 #include "quant/scale_grid.h"
+#include "runtime/packed_linear.h"
 #include "runtime/quantized_linear.h"
 #include "runtime/transformer.h"
 #include "util/error.h"
@@ -119,6 +123,70 @@ TEST(QuantizedLinear, QuantizesInputsBeforeTheMatmul) {
   }
   EXPECT_LT(worst, 1e-4);              // fp32 accumulation error only
   EXPECT_GT(worst_unquantized, 1e-3);  // and the quantization really happened
+}
+
+// Records which entry point forward_shared_input called.
+class CountingLinear final : public LinearWeight {
+ public:
+  explicit CountingLinear(const LinearWeight& inner) : inner_(inner) {}
+  int64_t out_features() const override { return inner_.out_features(); }
+  int64_t in_features() const override { return inner_.in_features(); }
+  void forward(const float* x, int64_t m, float* y) const override {
+    ++forwards;
+    inner_.forward(x, m, y);
+  }
+  uint64_t weight_bytes() const override { return inner_.weight_bytes(); }
+  const ActivationQuantizer* input_rounding() const override { return inner_.input_rounding(); }
+  void forward_rounded(const float* xq, int64_t m, float* y) const override {
+    ++rounded;
+    inner_.forward_rounded(xq, m, y);
+  }
+  mutable int forwards = 0, rounded = 0;
+
+ private:
+  const LinearWeight& inner_;
+};
+
+// Linears that read one input and round it the same dynamic way (FP8_DYNAMIC's q/k/v) get it rounded once
+// by forward_shared_input, with each output equal bit for bit to its own forward(); different args (or a
+// static scale) make each linear round for itself.
+TEST(QuantizedLinear, SharedInputIsRoundedOnceForLinearsWithTheSameDynamicArgs) {
+  const int64_t m = 5, in = 64, out = 12;
+  const std::vector<float> x = random_matrix(m, in, 21);
+  MemoryTensorStore store;
+  std::vector<std::vector<float>> weights;
+  std::vector<LinearModule> modules(3);
+  for (int j = 0; j < 3; ++j) {
+    weights.push_back(random_matrix(out, in, static_cast<uint32_t>(30 + j), 0.2f));
+    const std::string name = "lin" + std::to_string(j) + ".weight";
+    store.add(name, DType::F32, {out, in}, weights.back().data(), weights.back().size() * 4);
+    modules[static_cast<size_t>(j)].name = name;
+    modules[static_cast<size_t>(j)].weight = store.get(name);
+  }
+  const QuantArgs fp8 = act_args(QuantType::Float, QuantStrategy::Token, true);
+  const QuantArgs int8 = act_args(QuantType::Int, QuantStrategy::Token, true);
+  for (bool same : {true, false}) {
+    std::vector<std::unique_ptr<QuantizedLinear>> linears;
+    for (int j = 0; j < 3; ++j) {
+      const QuantArgs& a = same || j < 2 ? fp8 : int8;
+      linears.push_back(
+          std::make_unique<QuantizedLinear>(modules[static_cast<size_t>(j)], ActivationQuantizer(a, {}, {})));
+    }
+    std::vector<CountingLinear> counted;
+    for (const auto& l : linears) counted.emplace_back(*l);
+    const std::array<const LinearWeight*, 3> views = {&counted[0], &counted[1], &counted[2]};
+    std::vector<std::vector<float>> shared(3, std::vector<float>(static_cast<size_t>(m * out)));
+    const std::array<float*, 3> outputs = {shared[0].data(), shared[1].data(), shared[2].data()};
+    forward_shared_input(x.data(), m, views, outputs);
+    for (int j = 0; j < 3; ++j) {
+      const CountingLinear& c = counted[static_cast<size_t>(j)];
+      EXPECT_EQ(c.rounded, same ? 1 : 0) << j;
+      EXPECT_EQ(c.forwards, same ? 0 : 1) << j;
+      std::vector<float> alone(static_cast<size_t>(m * out));
+      linears[static_cast<size_t>(j)]->forward(x.data(), m, alone.data());
+      EXPECT_EQ(shared[static_cast<size_t>(j)], alone) << "linear " << j << (same ? " (shared)" : "");
+    }
+  }
 }
 
 // Whole tiny models: the quantized checkpoint's logits equal the naive double forward pass over the
