@@ -733,6 +733,41 @@ void FakeQuantizeFp8(const float* x, size_t n, float scale, float qmax, bool e4m
   FakeQuantizeFp8Typed<false, false>(x, n, scale, qmax, out);
 }
 
+bool AnyByteWithBits(const uint8_t* p, size_t n, uint8_t mask) {
+  const hn::ScalableTag<uint8_t> d8;
+  const size_t lanes = hn::Lanes(d8);
+  const auto m = hn::Set(d8, mask);
+  auto hit = hn::Zero(d8);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    hit = hn::Or(hit, hn::VecFromMask(d8, hn::Eq(hn::And(hn::LoadU(d8, p + i), m), m)));
+  bool any = !hn::AllFalse(d8, hn::MaskFromVec(hit));
+  for (; i < n; ++i) any = any || (p[i] & mask) == mask;
+  return any;
+}
+
+void ChunksWithMaskedZero(const uint8_t* p, size_t n, uint8_t mask, uint64_t* bits) {
+  constexpr size_t kChunk = 32;
+  const hn::ScalableTag<uint8_t> d8;
+  const size_t lanes = hn::Lanes(d8);
+  const auto m = hn::Set(d8, mask);
+  const auto zero = hn::Zero(d8);
+  size_t q = 0;
+  if (lanes <= kChunk) {  // vectors tile a chunk (32 bytes): every target up to AVX2
+    for (; (q + 1) * kChunk <= n; ++q) {
+      auto hit = hn::Zero(d8);
+      for (size_t i = q * kChunk; i < (q + 1) * kChunk; i += lanes)
+        hit = hn::Or(hit, hn::VecFromMask(d8, hn::Eq(hn::And(hn::LoadU(d8, p + i), m), zero)));
+      if (!hn::AllFalse(d8, hn::MaskFromVec(hit))) bits[q / 64] |= uint64_t{1} << (q % 64);
+    }
+  }
+  for (; q * kChunk < n; ++q) {
+    bool any = false;
+    for (size_t i = q * kChunk; i < std::min(n, (q + 1) * kChunk); ++i) any = any || (p[i] & mask) == 0;
+    if (any) bits[q / 64] |= uint64_t{1} << (q % 64);
+  }
+}
+
 // Two passes: the largest value (with NaNs reported), then its first index. A single pass keeping each
 // lane's first index of its maximum needs two blends per vector; the second pass here stops at the first
 // match and reads from L1.
@@ -778,6 +813,8 @@ HWY_EXPORT(ToBf16);
 HWY_EXPORT(MinMax);
 HWY_EXPORT(FirstMax);
 HWY_EXPORT(FakeQuantizeFp8);
+HWY_EXPORT(AnyByteWithBits);
+HWY_EXPORT(ChunksWithMaskedZero);
 HWY_EXPORT(TargetName);
 
 namespace simd {
@@ -834,6 +871,12 @@ int64_t first_max(const float* x, size_t n) {
 }
 void fake_quantize_fp8(const float* x, size_t n, float scale, float qmax, bool e4m3, bool bf16, float* out) {
   HWY_DYNAMIC_DISPATCH(FakeQuantizeFp8)(x, n, scale, qmax, e4m3, bf16, out);
+}
+bool any_byte_with_bits(const uint8_t* p, size_t n, uint8_t mask) {
+  return HWY_DYNAMIC_DISPATCH(AnyByteWithBits)(p, n, mask);
+}
+void chunks_with_masked_zero(const uint8_t* p, size_t n, uint8_t mask, uint64_t* bits) {
+  HWY_DYNAMIC_DISPATCH(ChunksWithMaskedZero)(p, n, mask, bits);
 }
 const char* target_name() {
   return HWY_DYNAMIC_DISPATCH(TargetName)();

@@ -46,6 +46,12 @@ bool min_max(const float* x, size_t n, float* lo, float* hi);
 // (ties to even, subnormals included), r = bf16 rounding to nearest even when `bf16` (NaN unchanged), else
 // none; NaN stays NaN. x and out may be the same array.
 void fake_quantize_fp8(const float* x, size_t n, float scale, float qmax, bool e4m3, bool bf16, float* out);
+// Whether some byte b of p[0 .. n) has (b & mask) == mask (fp8 codes: the NaN / infinity patterns).
+bool any_byte_with_bits(const uint8_t* p, size_t n, uint8_t mask);
+// For each chunk of 32 bytes of p[0 .. n) (the last one may be shorter): bit q of bits (64 chunks per word)
+// is set when some byte b of chunk q has (b & mask) == 0 (E4M3 codes with a zero exponent field); bits of
+// other chunks are left as they are.
+void chunks_with_masked_zero(const uint8_t* p, size_t n, uint8_t mask, uint64_t* bits);
 // The index of the first largest value of x[0 .. n) (n > 0; +0 and -0 count as equal), or -1 when x holds a
 // NaN (whose order the caller defines).
 int64_t first_max(const float* x, size_t n);

@@ -26,6 +26,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "runtime/kernels_hwy.h"
 #include "runtime/kernels_packed_hwy.h"    // the fp32 decoder, for the rows the tables cannot serve
 #include "runtime/kernels_packed_int16.h"  // have_avx2_fma
 #include "runtime/row_streams.h"
@@ -48,24 +49,10 @@ std::vector<uint64_t> fp8_zero_exponent_chunks(const PackedMatrix& w) {
   const int64_t words = fp8_chunk_words(w.cols);
   std::vector<uint64_t> bits(static_cast<size_t>(w.rows * words), 0);
   if (w.codes != Codes::E4M3) return bits;
-  constexpr uint64_t kExponent = 0x7878787878787878ull, kOnes = 0x0101010101010101ull,
-                     kHigh = 0x8080808080808080ull;
+  static_assert(kFp8Chunk == 32, "simd::chunks_with_masked_zero takes chunks of 32 codes");
   for (int64_t n = 0; n < w.rows; ++n) {
     const auto* row = static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
-    for (int64_t k0 = 0; k0 < w.cols; k0 += kFp8Chunk) {
-      bool zero = false;
-      int64_t k = k0;
-      const int64_t end = std::min(w.cols, k0 + kFp8Chunk);
-      for (; k + 8 <= end; k += 8) {  // eight codes at a time: does any byte of t have no exponent bit?
-        uint64_t t = 0;
-        std::memcpy(&t, row + k, sizeof(t));
-        t &= kExponent;
-        zero = zero || ((t - kOnes) & ~t & kHigh) != 0;
-      }
-      for (; k < end; ++k) zero = zero || (row[k] & 0x78) == 0;
-      const int64_t q = k0 / kFp8Chunk;
-      if (zero) bits[static_cast<size_t>(n * words + q / 64)] |= uint64_t{1} << (q % 64);
-    }
+    simd::chunks_with_masked_zero(row, static_cast<size_t>(w.cols), 0x78, bits.data() + n * words);
   }
   return bits;
 }

@@ -358,6 +358,45 @@ TEST(FakeQuantizeFp8, EqualsScalarDefinitionBitForBit) {
   });
 }
 
+// The fp8 code scans of load time against byte loops, on every target: sizes around the vector and chunk
+// widths, the one matching byte first, last, in a vector or in the tail, and none.
+TEST(Fp8CodeScans, EqualByteLoops) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  on_every_target([&] {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{31}, size_t{32}, size_t{33}, size_t{64},
+                     size_t{100}, size_t{2048}, size_t{4103}}) {
+      for (uint8_t mask : {uint8_t{0x7F}, uint8_t{0x7C}, uint8_t{0x78}}) {
+        for (int variant = 0; variant < 5; ++variant) {
+          // Bytes that never match: (b & mask) is neither mask nor 0 (one mask bit set, one clear).
+          const uint8_t low = static_cast<uint8_t>(mask & (0u - mask)),
+                        high = static_cast<uint8_t>(mask & 0x40);
+          std::vector<uint8_t> p(n);
+          for (uint8_t& b : p) b = static_cast<uint8_t>((rng() & ~mask & 0xFFu) | (rng() % 2 ? low : high));
+          std::vector<size_t> at;  // where one byte matches: none, first, last, middle, several
+          if (n > 0 && variant == 1) at = {0};
+          if (n > 0 && variant == 2) at = {n - 1};
+          if (n > 0 && variant == 3) at = {n / 2};
+          if (n > 0 && variant == 4) at = {n / 3, n - 1 - n / 5};
+          std::vector<uint8_t> all = p, none = p;
+          for (size_t i : at)
+            all[i] = static_cast<uint8_t>(all[i] | mask), none[i] = static_cast<uint8_t>(none[i] & ~mask);
+          bool want_all = false;
+          for (uint8_t b : all) want_all = want_all || (b & mask) == mask;
+          EXPECT_EQ(simd::any_byte_with_bits(all.data(), n, mask), want_all)
+              << "n=" << n << " variant " << variant;
+          std::vector<uint64_t> want((n / 32 + 64) / 64, 0), got(want.size(), 0);
+          for (size_t i = 0; i < n; ++i)
+            if ((none[i] & mask) == 0) want[i / 32 / 64] |= uint64_t{1} << (i / 32 % 64);
+          simd::chunks_with_masked_zero(none.data(), n, mask, got.data());
+          EXPECT_EQ(got, want) << "n=" << n << " variant " << variant;
+        }
+      }
+    }
+  });
+}
+
 // simd::first_max is the index a scalar "first strictly larger" scan gives, on every target: sizes around the
 // vector widths, ties (the first wins, +0 and -0 tie), the maximum first, last or in the tail, infinities;
 // any NaN makes it return -1.
