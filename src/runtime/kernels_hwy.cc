@@ -733,6 +733,25 @@ void FakeQuantizeFp8(const float* x, size_t n, float scale, float qmax, bool e4m
   FakeQuantizeFp8Typed<false, false>(x, n, scale, qmax, out);
 }
 
+void ExpF64(double* x, size_t n) {
+  const hn::ScalableTag<double> dd;
+  const size_t lanes = hn::Lanes(dd);
+  const auto minus_infinity = hn::Set(dd, -HUGE_VAL);
+  // Highway's Exp is defined on [-DBL_MAX, 706]: -inf (a masked logit) gets exp's limit, 0, and NaN stays NaN
+  // (Exp alone returned a number for it).
+  const auto exp = [&](hn::Vec<decltype(dd)> v) {
+    return hn::IfThenElse(hn::IsNaN(v), v, hn::IfThenZeroElse(hn::Eq(v, minus_infinity), hn::Exp(dd, v)));
+  };
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(exp(hn::LoadU(dd, x + i)), dd, x + i);
+  if (i < n) {  // the tail through a padded vector: the same arithmetic as the body
+    HWY_ALIGN double tail[hn::MaxLanes(dd)] = {};
+    std::copy(x + i, x + n, tail);
+    hn::Store(exp(hn::Load(dd, tail)), dd, tail);
+    std::copy(tail, tail + (n - i), x + i);
+  }
+}
+
 bool AnyByteWithBits(const uint8_t* p, size_t n, uint8_t mask) {
   const hn::ScalableTag<uint8_t> d8;
   const size_t lanes = hn::Lanes(d8);
@@ -813,6 +832,7 @@ HWY_EXPORT(ToBf16);
 HWY_EXPORT(MinMax);
 HWY_EXPORT(FirstMax);
 HWY_EXPORT(FakeQuantizeFp8);
+HWY_EXPORT(ExpF64);
 HWY_EXPORT(AnyByteWithBits);
 HWY_EXPORT(ChunksWithMaskedZero);
 HWY_EXPORT(TargetName);
@@ -871,6 +891,9 @@ int64_t first_max(const float* x, size_t n) {
 }
 void fake_quantize_fp8(const float* x, size_t n, float scale, float qmax, bool e4m3, bool bf16, float* out) {
   HWY_DYNAMIC_DISPATCH(FakeQuantizeFp8)(x, n, scale, qmax, e4m3, bf16, out);
+}
+void exp_f64(double* x, size_t n) {
+  HWY_DYNAMIC_DISPATCH(ExpF64)(x, n);
 }
 bool any_byte_with_bits(const uint8_t* p, size_t n, uint8_t mask) {
   return HWY_DYNAMIC_DISPATCH(AnyByteWithBits)(p, n, mask);

@@ -46,6 +46,9 @@ bool min_max(const float* x, size_t n, float* lo, float* hi);
 // (ties to even, subnormals included), r = bf16 rounding to nearest even when `bf16` (NaN unchanged), else
 // none; NaN stays NaN. x and out may be the same array.
 void fake_quantize_fp8(const float* x, size_t n, float scale, float qmax, bool e4m3, bool bf16, float* out);
+// x[i] = exp(x[i]) in double, within 1 ulp of std::exp (Highway's Exp) for x <= 706; -inf gives 0, NaN stays
+// NaN.
+void exp_f64(double* x, size_t n);
 // Whether some byte b of p[0 .. n) has (b & mask) == mask (fp8 codes: the NaN / infinity patterns).
 bool any_byte_with_bits(const uint8_t* p, size_t n, uint8_t mask);
 // For each chunk of 32 bytes of p[0 .. n) (the last one may be shorter): bit q of bits (64 chunks per word)

@@ -78,10 +78,15 @@ int32_t Sampler::sample(std::span<const float> logits) {
   const size_t keep = candidates_.size();
   // Unnormalized probabilities, relative to the top logit.
   const double max_logit = std::max_element(candidates_.begin(), candidates_.end(), by_logit)->logit;
+  // The exponentials in SIMD (std::exp per candidate took a tenth of a sampled decode step, on the thread the
+  // pool waits for); within 1 ulp of std::exp, summed in token order as before.
+  exps_.resize(keep);
+  for (size_t i = 0; i < keep; ++i) exps_[i] = (candidates_[i].logit - max_logit) / options_.temperature;
+  kernels::simd::exp_f64(exps_.data(), keep);
   double total = 0.0;
-  for (Candidate& c : candidates_) {
-    c.weight = std::exp((c.logit - max_logit) / options_.temperature);
-    total += c.weight;
+  for (size_t i = 0; i < keep; ++i) {
+    candidates_[i].weight = exps_[i];
+    total += exps_[i];
   }
   sorted_ = 0;
   head_ = keep;

@@ -37,6 +37,7 @@ class Sampler {
   SamplerOptions options_;
   uint64_t state_;
   std::vector<Candidate> candidates_;  // this call's, sorted up to sorted_
+  std::vector<double> exps_;           // their weights' exponents, then the weights (kernels::simd::exp_f64)
   size_t sorted_ = 0;
   size_t head_ = 0;  // [sorted_, head_) lies above the rest (sort_prefix)
 };

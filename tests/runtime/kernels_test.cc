@@ -358,6 +358,33 @@ TEST(FakeQuantizeFp8, EqualsScalarDefinitionBitForBit) {
   });
 }
 
+// simd::exp_f64 (the sampler's weights) within 1 ulp of std::exp on every target: zero, the sampler's range
+// (logit differences over a temperature, <= 0), results down into the subnormals and to 0, -inf (0) and NaN,
+// with vector tails.
+TEST(ExpF64, WithinOneUlpOfStdExp) {
+  const uint32_t seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> spread(-60.0, 0.0);
+  std::vector<double> x = {0.0,    -0.0, -1e-300, -1.0,      -700.0,       -708.5, -720.0, -745.0,
+                           -746.0, -1e6, -1e300,  -HUGE_VAL, std::nan(""), 1.0,    10.0,   700.0};
+  for (int i = 0; i < 997; ++i) x.push_back(spread(rng));
+  on_every_target([&] {
+    std::vector<double> got = x;
+    simd::exp_f64(got.data(), got.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double want = std::exp(x[i]);
+      if (std::isnan(want)) {
+        EXPECT_TRUE(std::isnan(got[i])) << "x " << x[i];
+        continue;
+      }
+      const bool near =
+          got[i] == want || got[i] == std::nextafter(want, 0.0) || got[i] == std::nextafter(want, HUGE_VAL);
+      EXPECT_TRUE(near) << "x " << x[i] << " got " << got[i] << " want " << want;
+    }
+  });
+}
+
 // The fp8 code scans of load time against byte loops, on every target: sizes around the vector and chunk
 // widths, the one matching byte first, last, in a vector or in the tail, and none.
 TEST(Fp8CodeScans, EqualByteLoops) {
