@@ -24,7 +24,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "runtime/kernels_hwy.h"
 #include "runtime/kernels_packed_hwy.h"    // the fp32 decoder, for the rows the tables cannot serve
