@@ -441,8 +441,10 @@ void BM_AttentionRows(benchmark::State& state) {
 }
 
 // BM_AttentionRows<true> with the KV rows of one of 96 heads in turn (57 MB of bf16 at 576 rows: DRAM).
+// next_rows: 1 = the values prefetched during the scores' pass (what attention does), 0 = not.
 void BM_AttentionRowsCold(benchmark::State& state) {
   const int64_t n = state.range(0), heads = state.range(1), d = 64, copies = 96;
+  const bool prefetch_values = state.range(2) != 0;
   const std::vector<float> kf = random_floats(static_cast<size_t>(n * d), 1),
                            q = random_floats(static_cast<size_t>(heads * d), 3);
   std::vector<uint16_t> keys(static_cast<size_t>(copies * n * d)), values(keys.size());
@@ -453,7 +455,8 @@ void BM_AttentionRowsCold(benchmark::State& state) {
     const uint16_t* k = keys.data() + c * n * d;
     const uint16_t* v = values.data() + c * n * d;
     c = (c + 1) % copies;
-    scaled_row_dots(q.data(), heads, k, DType::BF16, n, d, 0.125f, scores.data());
+    scaled_row_dots(q.data(), heads, k, DType::BF16, n, d, 0.125f, scores.data(),
+                    prefetch_values ? v : nullptr);
     for (int64_t i = 0; i < heads; ++i) softmax(scores.data() + i * n, static_cast<size_t>(n));
     weighted_row_sum(scores.data(), heads, v, DType::BF16, n, d, out.data());
     benchmark::ClobberMemory();
@@ -461,7 +464,11 @@ void BM_AttentionRowsCold(benchmark::State& state) {
   state.counters["GB/s"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * 4.0 * n * d, benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_AttentionRowsCold)->Name("1T/AttentionRowsCold/grouped")->Args({576, 3});
+BENCHMARK(BM_AttentionRowsCold)
+    ->Name("1T/AttentionRowsCold/grouped")
+    ->ArgNames({"", "", "next_rows"})
+    ->Args({576, 3, 0})
+    ->Args({576, 3, 1});
 
 BENCHMARK(BM_AttentionRows<true>)
     ->Name("1T/AttentionRows/grouped")

@@ -26,13 +26,16 @@ struct Scratch {
 // product each way over the cached rows, read in their storage dtype (16-bit caches halve what each token
 // reads) and widened once for all the heads; vector kernels beat sgemm's setup here. q and out: [heads][d].
 void attend_one(const float* q, int64_t heads, int64_t keys_seen, KVCache::Rows keys, KVCache::Rows values,
-                int64_t d, float* out, std::vector<float>& scores) {
+                int64_t d, float* out, std::vector<float>& scores, const void* next_keys) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   scores.resize(static_cast<size_t>(heads * keys_seen));
   float* sc = scores.data();
-  kernels::scaled_row_dots(q, heads, keys.data, keys.dtype, keys_seen, d, scale, sc);
+  // The values come from DRAM along with the keys (a decode step streams the weights through the caches
+  // between two visits of a head), while the scores are computed.
+  const void* next = values.dtype == keys.dtype ? values.data : nullptr;
+  kernels::scaled_row_dots(q, heads, keys.data, keys.dtype, keys_seen, d, scale, sc, next);
   for (int64_t i = 0; i < heads; ++i) kernels::softmax(sc + i * keys_seen, static_cast<size_t>(keys_seen));
-  kernels::weighted_row_sum(sc, heads, values.data, values.dtype, keys_seen, d, out);
+  kernels::weighted_row_sum(sc, heads, values.data, values.dtype, keys_seen, d, out, next_keys);
 }
 
 // Prefill: queries [t0, t1) of all `group` query heads that share one KV head, stacked into one matrix
@@ -94,14 +97,23 @@ void causal_attention(const float* q, int64_t first, int64_t count, const KVCach
     const int64_t per_task = (group + wanted - 1) / wanted;
     const int64_t parts = (group + per_task - 1) / per_task;  // every part holds at least one head
     const int64_t tasks = shape.num_kv_heads * parts;
-    global_pool().parallel_for(static_cast<size_t>(tasks), 1, [&](size_t begin, size_t end) {
+    // An equal run of tasks per thread (they cost the same), so that a thread knows which keys it reads next.
+    const auto grain = static_cast<size_t>((tasks + threads - 1) / threads);
+    global_pool().parallel_for(static_cast<size_t>(tasks), grain, [&](size_t begin, size_t end) {
       thread_local std::vector<float> scores;
       for (auto t = static_cast<int64_t>(begin); t < static_cast<int64_t>(end); ++t) {
         const int64_t kv_head = t / parts;
         const int64_t h0 = kv_head * group + (t % parts) * per_task;
         const int64_t heads = std::min(per_task, (kv_head + 1) * group - h0);
-        attend_one(q + h0 * d, heads, first + 1, cache.key_rows(layer, kv_head),
-                   cache.value_rows(layer, kv_head), d, out + h0 * d, scores);
+        const KVCache::Rows values = cache.value_rows(layer, kv_head);
+        // When this thread's next task reads another KV head, its keys come in along with these values.
+        const void* next_keys = nullptr;
+        if (t + 1 < static_cast<int64_t>(end) && (t + 1) / parts != kv_head) {
+          const KVCache::Rows keys = cache.key_rows(layer, (t + 1) / parts);
+          if (keys.dtype == values.dtype) next_keys = keys.data;
+        }
+        attend_one(q + h0 * d, heads, first + 1, cache.key_rows(layer, kv_head), values, d, out + h0 * d,
+                   scores, next_keys);
       }
     });
     return;

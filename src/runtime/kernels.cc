@@ -44,12 +44,12 @@ void softmax(float* x, size_t n) {
   simd::softmax(x, n);
 }
 void scaled_row_dots(const float* q, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
-                     float scale, float* scores) {
-  simd::row_dots(q, m, rows, dtype, n, d, scale, scores);
+                     float scale, float* scores, const void* next_rows) {
+  simd::row_dots(q, m, rows, dtype, n, d, scale, scores, next_rows);
 }
 void weighted_row_sum(const float* p, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
-                      float* out) {
-  simd::weighted_row_sum(p, m, rows, dtype, n, d, out);
+                      float* out, const void* next_rows) {
+  simd::weighted_row_sum(p, m, rows, dtype, n, d, out, next_rows);
 }
 float dot(const float* a, const float* b, size_t n) {
   return simd::dot(a, b, n);

@@ -47,12 +47,15 @@ void softmax_ref(float* x, size_t n);
 // all m heads. q: [m][d], scores: [m][n], p: [m][n], out: [m][d].
 //   scores[i][j] = scale * dot(q[i], row j);   out[i] = sum_j p[i][j] row j.
 // One call per KV head and product: per-row calls cost as much as the arithmetic at head_dim 64.
+// next_rows (optional): n rows of the same shape that the caller reads next (the head's values, the next
+// head's keys), prefetched along with the rows, so that both come from DRAM at once and the next product
+// reads them from the cache.
 void scaled_row_dots(const float* q, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
-                     float scale, float* scores);
+                     float scale, float* scores, const void* next_rows = nullptr);
 void scaled_row_dots_ref(const float* q, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
                          float scale, float* scores);
 void weighted_row_sum(const float* p, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
-                      float* out);
+                      float* out, const void* next_rows = nullptr);
 void weighted_row_sum_ref(const float* p, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
                           float* out);
 

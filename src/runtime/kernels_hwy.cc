@@ -63,8 +63,10 @@ struct Widen<DType::F16> {
 // fit the register file (32 vectors with AVX-512, 16 otherwise) or the inner loop spills.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 constexpr int kMaxXRows = 4;
+constexpr int kVectorRegisters = 32;
 #else
 constexpr int kMaxXRows = 2;
+constexpr int kVectorRegisters = 16;
 #endif
 constexpr int kWeightRows = kRowStreams;  // row_streams.h
 
@@ -239,18 +241,30 @@ HWY_INLINE void PrefetchRows(const Elem* p, int64_t count) {
   for (int64_t b = 0; b < size; b += 64) hwy::Prefetch(bytes + b);
 }
 
+// bf16 rows two vectors at a time from one 32-bit load, the even elements shifted into place and the odd
+// ones masked: 2 operations per 2 vectors where PromoteTo takes 2 per vector (a widening and a shift, both
+// on the two vector pipes that the multiply-adds share on Zen 3).
+HWY_INLINE void LoadBf16Pair(DF df, const hwy::bfloat16_t* p, VF& even, VF& odd) {
+  const hn::RebindToUnsigned<DF> du;
+  const auto u = hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
+  even = hn::BitCast(df, hn::ShiftLeft<16>(u));
+  odd = hn::BitCast(df, hn::And(u, hn::Set(du, 0xFFFF0000u)));
+}
+
 // RowDotsBlock for the R rows starting at row j (R <= 4 is a compile-time count, so that the accumulators
 // stay in registers; with a run-time count they went to the stack, and 1T/AttentionRows/grouped/576/3 took
 // 13.2 instead of 10.8 us).
-template <DType T, int M, int R>
-HWY_INLINE void RowDotsRows(const float* q, int64_t K, const typename Widen<T>::Elem* rows, int64_t n,
-                            int64_t j, float scale, float* scores) {
+template <DType T, int M, int R, int64_t kFixedK = 0>
+HWY_INLINE void RowDotsRows(const float* q, int64_t runtime_k, const typename Widen<T>::Elem* rows, int64_t n,
+                            int64_t j, float scale, float* scores, const typename Widen<T>::Elem* next) {
+  const int64_t K = kFixedK > 0 ? kFixedK : runtime_k;
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   VF acc[4][M];
   for (int r = 0; r < 4; ++r)
     for (int i = 0; i < M; ++i) acc[r][i] = hn::Zero(df);
   PrefetchRows(rows + (j + kCacheRowsAhead) * K, R * K);
+  if (next != nullptr) PrefetchRows(next + (j + kCacheRowsAhead) * K, R * K);
   int64_t k = 0;
   for (; k + lanes <= K; k += lanes) {
     VF qv[M];
@@ -280,16 +294,24 @@ HWY_INLINE void RowDotsRows(const float* q, int64_t K, const typename Widen<T>::
 // missing row of the last block counting as zeros, so a head's scores do not depend on M.
 template <DType T, int M>
 void RowDotsBlock(const float* q, int64_t K, const typename Widen<T>::Elem* rows, int64_t n, float scale,
-                  float* scores) {
+                  float* scores, const typename Widen<T>::Elem* next) {
+  if (next != nullptr) PrefetchRows(next, std::min(n, kCacheRowsAhead) * K);  // the rows below get theirs
   int64_t j = 0;
-  for (; j + 4 <= n; j += 4) RowDotsRows<T, M, 4>(q, K, rows, n, j, scale, scores);
+  // head_dim 64 and 128 as compile-time counts: unrolled, the reduction's accumulators stay in registers
+  // (1T/AttentionRows/grouped/576/3 7.8 instead of 8.4 us; the run-time count stored them to the stack).
+  if (K == 64) {
+    for (; j + 4 <= n; j += 4) RowDotsRows<T, M, 4, 64>(q, K, rows, n, j, scale, scores, next);
+  } else if (K == 128) {
+    for (; j + 4 <= n; j += 4) RowDotsRows<T, M, 4, 128>(q, K, rows, n, j, scale, scores, next);
+  }
+  for (; j + 4 <= n; j += 4) RowDotsRows<T, M, 4>(q, K, rows, n, j, scale, scores, next);
   switch (n - j) {
     case 1:
-      return RowDotsRows<T, M, 1>(q, K, rows, n, j, scale, scores);
+      return RowDotsRows<T, M, 1>(q, K, rows, n, j, scale, scores, next);
     case 2:
-      return RowDotsRows<T, M, 2>(q, K, rows, n, j, scale, scores);
+      return RowDotsRows<T, M, 2>(q, K, rows, n, j, scale, scores, next);
     case 3:
-      return RowDotsRows<T, M, 3>(q, K, rows, n, j, scale, scores);
+      return RowDotsRows<T, M, 3>(q, K, rows, n, j, scale, scores, next);
     default:
       return;
   }
@@ -297,34 +319,37 @@ void RowDotsBlock(const float* q, int64_t K, const typename Widen<T>::Elem* rows
 
 template <DType T>
 void RowDotsTyped(const float* q, int64_t m, const void* data, int64_t n, int64_t d, float scale,
-                  float* scores) {
-  const auto* rows = static_cast<const typename Widen<T>::Elem*>(data);
+                  float* scores, const void* next_rows) {
+  using Elem = typename Widen<T>::Elem;
+  const auto* rows = static_cast<const Elem*>(data);
   for (int64_t i = 0; i < m; i += 3) {
     const float* qi = q + i * d;
     float* si = scores + i * n;
+    // The next rows with the first pass over these (later passes find these in the cache anyway).
+    const auto* next = i == 0 ? static_cast<const Elem*>(next_rows) : nullptr;
     switch (std::min<int64_t>(3, m - i)) {
       case 1:
-        RowDotsBlock<T, 1>(qi, d, rows, n, scale, si);
+        RowDotsBlock<T, 1>(qi, d, rows, n, scale, si, next);
         break;
       case 2:
-        RowDotsBlock<T, 2>(qi, d, rows, n, scale, si);
+        RowDotsBlock<T, 2>(qi, d, rows, n, scale, si, next);
         break;
       default:
-        RowDotsBlock<T, 3>(qi, d, rows, n, scale, si);
+        RowDotsBlock<T, 3>(qi, d, rows, n, scale, si, next);
         break;
     }
   }
 }
 
 void RowDots(const float* q, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d, float scale,
-             float* scores) {
+             float* scores, const void* next_rows) {
   switch (dtype) {
     case DType::F32:
-      return RowDotsTyped<DType::F32>(q, m, rows, n, d, scale, scores);
+      return RowDotsTyped<DType::F32>(q, m, rows, n, d, scale, scores, next_rows);
     case DType::BF16:
-      return RowDotsTyped<DType::BF16>(q, m, rows, n, d, scale, scores);
+      return RowDotsTyped<DType::BF16>(q, m, rows, n, d, scale, scores, next_rows);
     case DType::F16:
-      return RowDotsTyped<DType::F16>(q, m, rows, n, d, scale, scores);
+      return RowDotsTyped<DType::F16>(q, m, rows, n, d, scale, scores, next_rows);
     default:
       return;  // the KV cache stores only these three
   }
@@ -336,29 +361,60 @@ void RowDots(const float* q, int64_t m, const void* rows, DType dtype, int64_t n
 // result does not depend on M or V.
 template <DType T, int M>
 void WeightedRowSumBlock(const float* p, int64_t n, const typename Widen<T>::Elem* rows, int64_t d,
-                         float* out) {
+                         float* out, const typename Widen<T>::Elem* next) {
   // M * V accumulators + M broadcasts + 1 row vector fit 16 registers. The accumulators are independent
   // FMA chains: 8-12 of them hide the FMA latency, where fewer made this loop latency-bound. With 16-lane
   // vectors a single head takes 4 (64 columns, one pass over a head_dim-64 row instead of none at 8).
   constexpr int V = M == 1 ? (hn::MaxLanes(DF()) >= 16 ? 4 : 8) : M <= 3 ? 4 : 2;
+  // bf16 rows in LoadBf16Pair's pairs where the registers allow (M * V accumulators, M broadcasts, the pair,
+  // its mask): with M = 3 on AVX2 the compiler spilled an accumulator and the loop ran 25 % slower than
+  // with PromoteTo, with M = 1 it ran 20 % faster (1T/AttentionRows/grouped/576/1).
+  constexpr bool kPairs = T == DType::BF16 && M * V + M + 3 <= kVectorRegisters;
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   int64_t c = 0;
+  if (next != nullptr) PrefetchRows(next, std::min(n, kCacheRowsAhead) * d);  // the rows below get theirs
   for (; c + V * lanes <= d; c += V * lanes) {
     VF a[M][V];
     for (int i = 0; i < M; ++i)
       for (int v = 0; v < V; ++v) a[i][v] = hn::Zero(df);
     for (int64_t j = 0; j < n; ++j) {
-      if (c == 0) PrefetchRows(rows + (j + kCacheRowsAhead) * d, d);
+      if (c == 0) {
+        PrefetchRows(rows + (j + kCacheRowsAhead) * d, d);
+        if (next != nullptr) PrefetchRows(next + (j + kCacheRowsAhead) * d, d);
+      }
       VF pj[M];
       for (int i = 0; i < M; ++i) pj[i] = hn::Set(df, p[i * n + j]);
-      for (int v = 0; v < V; ++v) {
-        const VF r = Widen<T>::Load(df, rows + j * d + c + v * lanes);
-        for (int i = 0; i < M; ++i) a[i][v] = hn::MulAdd(pj[i], r, a[i][v]);
+      if constexpr (kPairs) {  // a[i][v], a[i][v + 1]: the even and the odd columns of 2 vectors
+        for (int v = 0; v < V; v += 2) {
+          VF even, odd;
+          LoadBf16Pair(df, rows + j * d + c + v * lanes, even, odd);
+          for (int i = 0; i < M; ++i) {
+            a[i][v] = hn::MulAdd(pj[i], even, a[i][v]);
+            a[i][v + 1] = hn::MulAdd(pj[i], odd, a[i][v + 1]);
+          }
+        }
+      } else {
+        for (int v = 0; v < V; ++v) {
+          const VF r = Widen<T>::Load(df, rows + j * d + c + v * lanes);
+          for (int i = 0; i < M; ++i) a[i][v] = hn::MulAdd(pj[i], r, a[i][v]);
+        }
       }
     }
-    for (int i = 0; i < M; ++i)
-      for (int v = 0; v < V; ++v) hn::StoreU(a[i][v], df, out + i * d + c + v * lanes);
+    for (int i = 0; i < M; ++i) {
+      float* o = out + i * d + c;
+      if constexpr (kPairs) {
+        HWY_ALIGN float even[hn::MaxLanes(DF())], odd[hn::MaxLanes(DF())];
+        for (int v = 0; v < V; v += 2) {
+          hn::Store(a[i][v], df, even);
+          hn::Store(a[i][v + 1], df, odd);
+          for (int64_t l = 0; l < lanes; ++l)
+            o[v * lanes + 2 * l] = even[l], o[v * lanes + 2 * l + 1] = odd[l];
+        }
+      } else {
+        for (int v = 0; v < V; ++v) hn::StoreU(a[i][v], df, o + v * lanes);
+      }
+    }
   }
   for (; c + lanes <= d; c += lanes) {
     VF a[M];
@@ -379,37 +435,40 @@ void WeightedRowSumBlock(const float* p, int64_t n, const typename Widen<T>::Ele
 }
 
 template <DType T>
-void WeightedRowSumTyped(const float* p, int64_t m, const void* data, int64_t n, int64_t d, float* out) {
-  const auto* rows = static_cast<const typename Widen<T>::Elem*>(data);
+void WeightedRowSumTyped(const float* p, int64_t m, const void* data, int64_t n, int64_t d, float* out,
+                         const void* next_rows) {
+  using Elem = typename Widen<T>::Elem;
+  const auto* rows = static_cast<const Elem*>(data);
   for (int64_t i = 0; i < m; i += 4) {
     const float* pi = p + i * n;
     float* oi = out + i * d;
+    const auto* next = i == 0 ? static_cast<const Elem*>(next_rows) : nullptr;  // as in RowDotsTyped
     switch (std::min<int64_t>(4, m - i)) {
       case 1:
-        WeightedRowSumBlock<T, 1>(pi, n, rows, d, oi);
+        WeightedRowSumBlock<T, 1>(pi, n, rows, d, oi, next);
         break;
       case 2:
-        WeightedRowSumBlock<T, 2>(pi, n, rows, d, oi);
+        WeightedRowSumBlock<T, 2>(pi, n, rows, d, oi, next);
         break;
       case 3:
-        WeightedRowSumBlock<T, 3>(pi, n, rows, d, oi);
+        WeightedRowSumBlock<T, 3>(pi, n, rows, d, oi, next);
         break;
       default:
-        WeightedRowSumBlock<T, 4>(pi, n, rows, d, oi);
+        WeightedRowSumBlock<T, 4>(pi, n, rows, d, oi, next);
         break;
     }
   }
 }
 
 void WeightedRowSum(const float* p, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
-                    float* out) {
+                    float* out, const void* next_rows) {
   switch (dtype) {
     case DType::F32:
-      return WeightedRowSumTyped<DType::F32>(p, m, rows, n, d, out);
+      return WeightedRowSumTyped<DType::F32>(p, m, rows, n, d, out, next_rows);
     case DType::BF16:
-      return WeightedRowSumTyped<DType::BF16>(p, m, rows, n, d, out);
+      return WeightedRowSumTyped<DType::BF16>(p, m, rows, n, d, out, next_rows);
     case DType::F16:
-      return WeightedRowSumTyped<DType::F16>(p, m, rows, n, d, out);
+      return WeightedRowSumTyped<DType::F16>(p, m, rows, n, d, out, next_rows);
     default:
       return;  // the KV cache stores only these three
   }
@@ -445,11 +504,35 @@ void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t dim, flo
   }
 }
 
-// silu(g) = g * sigmoid(g). sigmoid uses e = exp(-|g|) in (0, 1], inside Exp's valid range for every
+// e^x for x <= 0 (softmax's shifted scores, silu's exp(-|g|)), within 2 ulp of std::exp down to x = -87;
+// 0 below that (e^-87 = 1.6e-38: an absolute error under FLT_MIN) and for -inf; NaN stays NaN. Cephes'
+// expf: x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts, so r is exact) and e^r = 1 + r + r^2 P(r),
+// P of degree 5 evaluated in Estrin's form (a shorter dependency chain than Horner's). n is rounded by
+// adding 1.5 * 2^23 + 127, which leaves n + 127 in the low mantissa bits, so one shift makes 2^n (n >= -126
+// here: no special cases). hn::Exp, whose range checks cover positive x too, made decode's softmax a fifth
+// of decode attention.
+HWY_INLINE VF ExpNonPositive(DF df, VF x) {
+  const hn::RebindToSigned<DF> di;
+  const VF shifter = hn::Set(df, 12583039.0f);  // 1.5 * 2^23 + 127
+  const VF t = hn::MulAdd(x, hn::Set(df, 1.44269504088896341f), shifter);
+  const VF n = hn::Sub(t, shifter);
+  VF r = hn::NegMulAdd(n, hn::Set(df, 0.693359375f), x);
+  r = hn::NegMulAdd(n, hn::Set(df, -2.12194440e-4f), r);
+  const VF r2 = hn::Mul(r, r);
+  const VF a = hn::MulAdd(hn::Set(df, 1.6666665459e-1f), r, hn::Set(df, 5.0000001201e-1f));
+  const VF b = hn::MulAdd(hn::Set(df, 8.3334519073e-3f), r, hn::Set(df, 4.1665795894e-2f));
+  const VF c = hn::MulAdd(hn::Set(df, 1.9875691500e-4f), r, hn::Set(df, 1.3981999507e-3f));
+  const VF poly = hn::MulAdd(hn::MulAdd(c, r2, b), r2, a);
+  const VF e_r = hn::MulAdd(poly, r2, hn::Add(r, hn::Set(df, 1.0f)));
+  const VF two_n = hn::BitCast(df, hn::ShiftLeft<23>(hn::BitCast(di, t)));
+  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(df, -87.0f)), hn::Mul(e_r, two_n));
+}
+
+// silu(g) = g * sigmoid(g). sigmoid uses e = exp(-|g|) in [0, 1], ExpNonPositive's domain for every
 // input: sigmoid = 1 / (1 + e) for g >= 0 and e / (1 + e) for g < 0, so nothing overflows.
 HWY_INLINE VF SiluVec(DF df, VF g) {
   const VF one = hn::Set(df, 1.0f);
-  const VF e = hn::Exp(df, hn::Neg(hn::Abs(g)));
+  const VF e = ExpNonPositive(df, hn::Neg(hn::Abs(g)));
   const VF num = hn::IfThenElse(hn::Lt(g, hn::Zero(df)), e, one);
   return hn::Mul(g, hn::Div(num, hn::Add(one, e)));
 }
@@ -486,7 +569,7 @@ void Softmax(float* x, size_t n) {
   const VF vmx = hn::Set(df, mx);
   VF vsum = hn::Zero(df);
   for (i = 0; i + lanes <= n; i += lanes) {
-    const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, x + i), vmx));
+    const VF e = ExpNonPositive(df, hn::Sub(hn::LoadU(df, x + i), vmx));
     hn::StoreU(e, df, x + i);
     vsum = hn::Add(vsum, e);
   }
@@ -846,12 +929,12 @@ void convert_f32(DType dtype, const void* src, float* out, size_t count) {
   HWY_DYNAMIC_DISPATCH(ConvertF32)(dtype, src, out, count);
 }
 void weighted_row_sum(const float* p, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
-                      float* out) {
-  HWY_DYNAMIC_DISPATCH(WeightedRowSum)(p, m, rows, dtype, n, d, out);
+                      float* out, const void* next_rows) {
+  HWY_DYNAMIC_DISPATCH(WeightedRowSum)(p, m, rows, dtype, n, d, out, next_rows);
 }
 void row_dots(const float* q, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d, float scale,
-              float* scores) {
-  HWY_DYNAMIC_DISPATCH(RowDots)(q, m, rows, dtype, n, d, scale, scores);
+              float* scores, const void* next_rows) {
+  HWY_DYNAMIC_DISPATCH(RowDots)(q, m, rows, dtype, n, d, scale, scores, next_rows);
 }
 void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out) {
   HWY_DYNAMIC_DISPATCH(RmsNorm)(x, weight, rows, dim, eps, out);

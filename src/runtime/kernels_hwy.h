@@ -22,11 +22,11 @@ void convert_f32(DType dtype, const void* src, float* out, size_t count);
 // scores[i][j] = scale * dot(q[i], row j) over n rows of d values (F32, BF16 or F16), for i < m (q: [m][d],
 // scores: [m][n]); fp32 sums, lanes reduced the same way whatever m is.
 void row_dots(const float* q, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d, float scale,
-              float* scores);
+              float* scores, const void* next_rows);
 // out[i][0 .. d) = sum_j p[i][j] * row j over n rows of d values (F32, BF16 or F16), for i < m (p: [m][n],
 // out: [m][d]); fp32 sums in row order.
 void weighted_row_sum(const float* p, int64_t m, const void* rows, DType dtype, int64_t n, int64_t d,
-                      float* out);
+                      float* out, const void* next_rows);
 
 void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out);
 void silu_mul(const float* gate, const float* up, float* out, size_t n);

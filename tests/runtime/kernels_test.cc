@@ -630,6 +630,45 @@ TEST(Softmax, MatchesReferenceWithMaskedEntries) {
   }
 }
 
+// Softmax's exponential over the whole range it sees (x - max in [-87, 0]; silu uses the same one): rows of
+// 16 entries, a 0 and 15 values spread over the range, so that every entry goes through the vector loop on
+// every target (at most 16 lanes). Each output e^x / sum against double arithmetic: the exponential's
+// 2 ulp plus the roundings of the sum, the reciprocal and the product, within 8 * 2^-24 relative (and
+// 2^-149 absolute where the output is subnormal). Below x = -87 an output is 0 or within FLT_MIN of the
+// double one; -inf gives exactly 0.
+TEST(Softmax, ExponentialAccurateOverItsDomain) {
+  on_every_target([] {
+    constexpr int kRow = 16;
+    constexpr int kValues = 150000;
+    std::vector<float> row(kRow);
+    auto check_row = [&](const std::vector<float>& x) {
+      double sum = 0;
+      for (float v : x) sum += std::exp(static_cast<double>(v));
+      row = x;
+      softmax(row.data(), row.size());
+      for (int k = 0; k < kRow; ++k) {
+        const double want = std::exp(static_cast<double>(x[k])) / sum;
+        if (x[k] < -87.0f) {
+          ASSERT_LE(std::fabs(row[k] - want), std::numeric_limits<float>::min()) << "x=" << x[k];
+          if (std::isinf(x[k])) {
+            ASSERT_EQ(row[k], 0.0f);
+          }
+        } else {
+          ASSERT_NEAR(row[k], want, 8 * 0x1p-24 * want + 0x1p-149) << "x=" << x[k];
+        }
+      }
+    };
+    std::vector<float> x(kRow, 0.0f);
+    for (int t = 0; t < kValues; t += kRow - 1) {
+      for (int k = 1; k < kRow; ++k) x[k] = -87.0f * static_cast<float>((t + k * 9973) % kValues) / kValues;
+      check_row(x);
+    }
+    const float inf = std::numeric_limits<float>::infinity();
+    check_row({0.0f, -86.99f, -87.01f, -88.0f, -90.0f, -100.0f, -103.9f, -104.0f, -1e30f, -inf, -0.0f,
+               -1e-30f, -0.3465736f, -0.3465737f, -43.5f, -1.0f});
+  });
+}
+
 // dot: any summation order errs by at most n * 2^-24 * sum|a_i b_i| (the classic gamma_n bound), so
 // that is the tolerance; integer data additionally must be exact.
 TEST(VectorHelpers, DotAxpyAddMatchDoubleReference) {
