@@ -726,59 +726,71 @@ std::vector<uint8_t> store_as(DType dtype, const std::vector<float>& values) {
 // the double reference: each output is an n- or d-term fp32 sum of exact products of the same widened
 // values, so the gamma bound of the dot test applies (terms * 2^-24 * sum |terms|), plus one rounding of
 // the scale. Head i's results must not depend on m (the decode path groups heads by KV head only when the
-// thread count allows): they equal the m = 1 call bit for bit.
+// thread count allows): they equal the m = 1 call bit for bit, and the call with next_rows (a prefetch).
+// On every compiled target (the vector width decides which bf16 paths run).
 TEST(AttentionRows, ScaledDotsAndWeightedSumMatchReference) {
   const uint32_t seed = fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   std::mt19937 rng(seed);
-  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
-    for (int64_t d : {1, 7, 32, 64, 100, 128}) {
-      for (int64_t n : {1, 3, 17, 300}) {
-        for (int64_t m : {1, 2, 3, 4, 7}) {
-          SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " d=" << d << " n=" << n << " m=" << m);
-          const std::vector<float> values = random_floats(rng, static_cast<size_t>(n * d), -2, 2);
-          const std::vector<uint8_t> stored = store_as(dtype, values);
-          std::vector<float> widened(values.size());
-          convert_to_f32(dtype, stored.data(), widened.data(), widened.size());
-          const std::vector<float> q = random_floats(rng, static_cast<size_t>(m * d), -1, 1);
-          std::vector<float> p = random_floats(rng, static_cast<size_t>(m * n), 0, 1);
-          const float scale = 0.125f;
+  on_every_target([&] {
+    for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+      for (int64_t d : {1, 7, 32, 64, 100, 128}) {
+        for (int64_t n : {1, 3, 17, 300}) {
+          for (int64_t m : {1, 2, 3, 4, 7}) {
+            SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " d=" << d << " n=" << n << " m=" << m);
+            const std::vector<float> values = random_floats(rng, static_cast<size_t>(n * d), -2, 2);
+            const std::vector<uint8_t> stored = store_as(dtype, values);
+            const std::vector<uint8_t> next = store_as(dtype, std::vector<float>(values.size(), 1.0f));
+            std::vector<float> widened(values.size());
+            convert_to_f32(dtype, stored.data(), widened.data(), widened.size());
+            const std::vector<float> q = random_floats(rng, static_cast<size_t>(m * d), -1, 1);
+            std::vector<float> p = random_floats(rng, static_cast<size_t>(m * n), 0, 1);
+            const float scale = 0.125f;
 
-          std::vector<float> got(static_cast<size_t>(m * n)), want(got.size()), alone(static_cast<size_t>(n));
-          scaled_row_dots(q.data(), m, stored.data(), dtype, n, d, scale, got.data());
-          scaled_row_dots_ref(q.data(), m, stored.data(), dtype, n, d, scale, want.data());
-          for (int64_t i = 0; i < m; ++i) {
-            scaled_row_dots(q.data() + i * d, 1, stored.data(), dtype, n, d, scale, alone.data());
-            for (int64_t j = 0; j < n; ++j) {
-              double abs_sum = 0;
-              for (int64_t k = 0; k < d; ++k) abs_sum += std::fabs(q[i * d + k] * widened[j * d + k]);
-              const double bound =
-                  scale * (static_cast<double>(d) * 0x1p-24 * abs_sum) + 0x1p-24 * std::fabs(want[i * n + j]);
-              ASSERT_NEAR(got[i * n + j], want[i * n + j], bound + 1e-30) << "head " << i << " row " << j;
-              ASSERT_EQ(got[i * n + j], alone[j]) << "head " << i << " row " << j;
+            std::vector<float> got(static_cast<size_t>(m * n)), want(got.size()),
+                alone(static_cast<size_t>(n));
+            scaled_row_dots(q.data(), m, stored.data(), dtype, n, d, scale, got.data());
+            scaled_row_dots_ref(q.data(), m, stored.data(), dtype, n, d, scale, want.data());
+            // next_rows is only prefetched: the same scores with it
+            std::vector<float> with_next(got.size());
+            scaled_row_dots(q.data(), m, stored.data(), dtype, n, d, scale, with_next.data(), next.data());
+            ASSERT_EQ(with_next, got);
+            for (int64_t i = 0; i < m; ++i) {
+              scaled_row_dots(q.data() + i * d, 1, stored.data(), dtype, n, d, scale, alone.data());
+              for (int64_t j = 0; j < n; ++j) {
+                double abs_sum = 0;
+                for (int64_t k = 0; k < d; ++k) abs_sum += std::fabs(q[i * d + k] * widened[j * d + k]);
+                const double bound = scale * (static_cast<double>(d) * 0x1p-24 * abs_sum) +
+                                     0x1p-24 * std::fabs(want[i * n + j]);
+                ASSERT_NEAR(got[i * n + j], want[i * n + j], bound + 1e-30) << "head " << i << " row " << j;
+                ASSERT_EQ(got[i * n + j], alone[j]) << "head " << i << " row " << j;
+              }
             }
-          }
 
-          // poisoned: every element must be overwritten
-          std::vector<float> out(static_cast<size_t>(m * d), -7.0f), out_ref(out.size()),
-              out_alone(static_cast<size_t>(d), -7.0f);
-          weighted_row_sum(p.data(), m, stored.data(), dtype, n, d, out.data());
-          weighted_row_sum_ref(p.data(), m, stored.data(), dtype, n, d, out_ref.data());
-          for (int64_t i = 0; i < m; ++i) {
-            weighted_row_sum(p.data() + i * n, 1, stored.data(), dtype, n, d, out_alone.data());
-            for (int64_t k = 0; k < d; ++k) {
-              double abs_sum = 0;
-              for (int64_t j = 0; j < n; ++j) abs_sum += std::fabs(p[i * n + j] * widened[j * d + k]);
-              ASSERT_NEAR(out[i * d + k], out_ref[i * d + k],
-                          static_cast<double>(n) * 0x1p-24 * abs_sum + 1e-30)
-                  << "head " << i << " column " << k;
-              ASSERT_EQ(out[i * d + k], out_alone[k]) << "head " << i << " column " << k;
+            // poisoned: every element must be overwritten
+            std::vector<float> out(static_cast<size_t>(m * d), -7.0f), out_ref(out.size()),
+                out_alone(static_cast<size_t>(d), -7.0f);
+            weighted_row_sum(p.data(), m, stored.data(), dtype, n, d, out.data());
+            weighted_row_sum_ref(p.data(), m, stored.data(), dtype, n, d, out_ref.data());
+            std::vector<float> out_with_next(out.size());
+            weighted_row_sum(p.data(), m, stored.data(), dtype, n, d, out_with_next.data(), next.data());
+            ASSERT_EQ(out_with_next, out);
+            for (int64_t i = 0; i < m; ++i) {
+              weighted_row_sum(p.data() + i * n, 1, stored.data(), dtype, n, d, out_alone.data());
+              for (int64_t k = 0; k < d; ++k) {
+                double abs_sum = 0;
+                for (int64_t j = 0; j < n; ++j) abs_sum += std::fabs(p[i * n + j] * widened[j * d + k]);
+                ASSERT_NEAR(out[i * d + k], out_ref[i * d + k],
+                            static_cast<double>(n) * 0x1p-24 * abs_sum + 1e-30)
+                    << "head " << i << " column " << k;
+                ASSERT_EQ(out[i * d + k], out_alone[k]) << "head " << i << " column " << k;
+              }
             }
           }
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace
