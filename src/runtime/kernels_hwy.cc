@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "io/dtype.h"
 #include "runtime/kernels_hwy.h"
@@ -505,7 +506,7 @@ void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t dim, flo
 }
 
 // e^x for x <= 0 (softmax's shifted scores, silu's exp(-|g|)), within 2 ulp of std::exp down to x = -87;
-// 0 below that (e^-87 = 1.6e-38: an absolute error under FLT_MIN) and for -inf; NaN stays NaN. Cephes'
+// 0 below that (an absolute error under e^-87 = 1.65e-38) and for -inf; NaN stays NaN. Cephes'
 // expf: x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts, so r is exact) and e^r = 1 + r + r^2 P(r),
 // P of degree 5 evaluated in Estrin's form (a shorter dependency chain than Horner's). n is rounded by
 // adding 1.5 * 2^23 + 127, which leaves n + 127 in the low mantissa bits, so one shift makes 2^n (n >= -126
@@ -573,11 +574,17 @@ void Softmax(float* x, size_t n) {
     hn::StoreU(e, df, x + i);
     vsum = hn::Add(vsum, e);
   }
-  float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
-  for (; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
+  if (i <
+      n) {  // the tail through a vector padded with -inf (exactly 0): every entry gets the same exponential
+    HWY_ALIGN float tail[hn::MaxLanes(df)];
+    std::fill(tail, tail + hn::MaxLanes(df), -std::numeric_limits<float>::infinity());
+    std::copy(x + i, x + n, tail);
+    const VF e = ExpNonPositive(df, hn::Sub(hn::Load(df, tail), vmx));
+    hn::Store(e, df, tail);
+    std::copy(tail, tail + (n - i), x + i);
+    vsum = hn::Add(vsum, e);
   }
+  const float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
   const float inv = 1.0f / sum;
   const VF vinv = hn::Set(df, inv);
   for (i = 0; i + lanes <= n; i += lanes) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), vinv), df, x + i);
