@@ -617,11 +617,7 @@ float SumFourStreams(const float* a, size_t n, bool non_temporal) {
   for (size_t i = 0; i < q; i += lanes) {
     for (size_t part = 0; part < 4; ++part) {
       const float* ahead = a + part * stride + i + kRowStreamPrefetchBytes / sizeof(float);
-      if (non_temporal) {
-        prefetch_row_stream(ahead);
-      } else {
-        hwy::Prefetch(ahead);
-      }
+      prefetch_row_stream(ahead, non_temporal);
     }
     s0 = hn::Add(s0, hn::LoadU(df, a + i));
     s1 = hn::Add(s1, hn::LoadU(df, a + stride + i));

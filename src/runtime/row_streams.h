@@ -17,15 +17,28 @@ constexpr int kRowStreams = 4;  // rows per step, one from each quarter
 // past the last row is harmless.
 constexpr int64_t kRowStreamPrefetchBytes = 1024;
 
-// Prefetches p, ahead of a row stream's reads, as non-temporal. Why: a decode step streams every weight
-// once, more bytes than the caches hold, so each weight line is evicted before it is read again; with a
-// temporal prefetch the lines go through L2 and, evicted from it, fill the victim L3 too, evicting what is
-// reused every token (the KV cache, activations). Measured: W4A16 decode 8-21 % faster on the Zen 3 VM,
-// more with a longer context (docs/PERFORMANCE.md, session 13; the mechanism is inferred, the VM has no
-// performance counters). Used by the int4 / 8-bit decode kernels (kernels_packed_int16.cc); the bf16 gemv
-// (kernels_hwy.cc) was slower with it and the fp8 decoder no faster, so they prefetch temporally.
-inline void prefetch_row_stream(const void* p) {
-  __builtin_prefetch(p, 0, 0);
+// How the packed decode products (kernels_packed_int16.cc) prefetch their weight rows ahead of their reads:
+// non-temporal (prefetchnta) or temporal (prefetcht0, into every cache level).
+//
+// Why it depends on the CPU: a decode step streams every weight once, more bytes than L2 holds. On the
+// AMD Zen 3 VM a temporal prefetch sends those lines through L2 into the victim L3, evicting what is reused
+// every token (the KV cache, activations), and non-temporal prefetches made W4A16 decode 8-21 % faster
+// (docs/PERFORMANCE.md, session 13). On the Intel Xeon VM with AMX they made it 3.6x *slower* (215 against
+// 760-800 tok/s, session 21): there a prefetchnta line skips L2 and its prefetchers, so each of the four
+// streams runs only kRowStreamPrefetchBytes ahead of its reads, far too little to cover DRAM's latency.
+// (Both mechanisms are inferred: neither VM exposes performance counters.) So non-temporal on AMD CPUs,
+// temporal elsewhere; LOWBIT_ROW_PREFETCH=nta or =t0 in the environment overrides the choice at start.
+bool row_stream_prefetch_non_temporal();
+// Tests and benchmarks: every later decode product prefetches that way.
+void set_row_stream_prefetch_non_temporal(bool non_temporal);
+
+// Prefetches p, ahead of a row stream's reads, the way `non_temporal` says.
+inline void prefetch_row_stream(const void* p, bool non_temporal) {
+  if (non_temporal) {
+    __builtin_prefetch(p, 0, 0);
+  } else {
+    __builtin_prefetch(p, 0, 3);
+  }
 }
 
 // Calls four(n) with n[kRowStreams] = the j-th row of each quarter of [n_begin, n_end), for every j, then

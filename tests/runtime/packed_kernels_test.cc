@@ -28,6 +28,7 @@
 #include "runtime/kernels_packed_fp8.h"
 #include "runtime/kernels_packed_int16.h"
 #include "runtime/packed_linear.h"
+#include "runtime/row_streams.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -864,6 +865,34 @@ TEST(PackedKernels, Int16PathCarriesNonFiniteInputs) {
   std::vector<float> y(8);
   kernels::packed_gemv(x.data(), 1, lin.matrix(), nullptr, y.data());
   for (float v : y) EXPECT_TRUE(std::isnan(v));
+}
+
+// The int16 decode kernels are compiled once per prefetch hint (row_streams.h: non-temporal on AMD CPUs,
+// temporal elsewhere); a prefetch moves no data into the results, so both give the same bits. m = 1 takes
+// the four-stream rows, m = 3 the batched rows.
+TEST(PackedKernels, Int16DecodeIsTheSameWithEitherPrefetchHint) {
+  if (!kernels::have_avx2_fma()) GTEST_SKIP() << "no AVX2 here: the int16 kernels do not run";
+  const bool saved = kernels::row_stream_prefetch_non_temporal();
+  for (int bits : {4, 8}) {
+    const StoredCase c = make_case(int_args(bits, QuantStrategy::Group, 128, true), 70, 768, true, 21);
+    PackedLinear lin(c.stored, std::nullopt, std::nullopt);
+    ASSERT_TRUE(kernels::packed_gemv_uses_int16(lin.matrix()));
+    for (int64_t m : {1, 3}) {
+      const std::vector<float> x = random_values(m * 768, 22 + static_cast<uint32_t>(m));
+      std::vector<float> temporal(static_cast<size_t>(m * 70), 0.0f), non_temporal(temporal.size(), 1.0f);
+      kernels::set_row_stream_prefetch_non_temporal(false);
+      kernels::packed_gemv(x.data(), m, lin.matrix(), nullptr, temporal.data());
+      kernels::set_row_stream_prefetch_non_temporal(true);
+      kernels::packed_gemv(x.data(), m, lin.matrix(), nullptr, non_temporal.data());
+      EXPECT_EQ(temporal, non_temporal) << "bits " << bits << " m " << m;
+      // And right: exact against the activation codes' values (as check_products).
+      kernels::ActivationCodes xq;
+      kernels::quantize_activation_codes(x.data(), m, lin.matrix(), xq);
+      expect_matches(temporal, kernels::activation_code_values(xq, lin.matrix()), m, c, lin.matrix(),
+                     "int" + std::to_string(bits) + " m=" + std::to_string(m));
+    }
+  }
+  kernels::set_row_stream_prefetch_non_temporal(saved);
 }
 
 // Products of one x (q/k/v, gate/up) through forward_shared_input equal each layer's own forward() bit for
