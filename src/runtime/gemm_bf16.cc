@@ -5,8 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
 #include <memory>
 
 #include "io/dtype.h"
@@ -91,9 +89,7 @@ std::vector<int64_t> strip_order(int64_t strips) {
 }
 
 bool amx_from_environment() {
-  const char* off = std::getenv("LOWBIT_NO_AMX");
-  if (off != nullptr && *off != '\0' && std::strcmp(off, "0") != 0) return false;
-  return amx::amx_bf16_usable();
+  return !amx::amx_disabled_by_environment() && amx::amx_bf16_usable();
 }
 
 std::atomic<bool>& amx_flag() {

@@ -6,6 +6,9 @@
 // most 128 KiB for K = 2048) stays in L1/L2 while the rows of A stream from L2.
 #include "runtime/gemm_bf16_amx.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "util/error.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
@@ -16,7 +19,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 // Only the functions marked with this attribute use the AMX instruction set; the rest of the file (and
 // the build) stays baseline x86-64.
@@ -26,6 +28,12 @@
 #endif
 
 namespace lowbit::kernels::amx {
+
+bool amx_disabled_by_environment() {
+  const char* off = std::getenv("LOWBIT_NO_AMX");
+  return off != nullptr && *off != '\0' && std::strcmp(off, "0") != 0;
+}
+
 #ifdef LOWBIT_HAVE_AMX
 namespace {
 
@@ -39,17 +47,6 @@ struct alignas(64) TileConfig {
   uint16_t colsb[16] = {};
   uint8_t rows[16] = {};
 };
-
-// Tiles 0-3: C accumulators (16 x 16 fp32), 4-5: A (16 x 32 bf16), 6-7: B (16 k-pairs x 16 x 2 bf16).
-LOWBIT_AMX_TARGET void configure_tiles() {
-  TileConfig cfg;
-  cfg.palette = 1;
-  for (int t = 0; t < 8; ++t) {
-    cfg.rows[t] = 16;
-    cfg.colsb[t] = 64;
-  }
-  _tile_loadconfig(&cfg);
-}
 
 // fp32 bits -> bf16 bits rounded to nearest even, in the low 16 bits of each 32-bit lane (what
 // io/dtype's f32_to_bf16 computes for finite values; activations and weights here are finite).
@@ -73,20 +70,51 @@ LOWBIT_AVX512_TARGET inline __mmask16 lanes(int64_t n) {
 constexpr int64_t kDepthBlock = 512;
 constexpr int64_t kDepthBlockFrom = 1024;
 
-bool detect() {
+// Bits of CPUID leaf 7 (subleaf 0) EDX.
+constexpr int kAmxBf16Bit = 22, kAmxTileBit = 24, kAmxInt8Bit = 25;
+
+bool cpu_has_amx(int feature_bit) {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
-  const bool tile = (edx >> 24) & 1u, bf16 = (edx >> 22) & 1u;
-  if (!tile || !bf16) return false;
-  // Linux keeps the 8 KiB tile state off until a process asks for it.
-  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  return ((edx >> kAmxTileBit) & 1u) && ((edx >> feature_bit) & 1u);
+}
+
+// Linux keeps the 8 KiB tile state off until a process asks for it (once per process).
+bool tile_state_granted() {
+  static const bool granted = syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  return granted;
 }
 
 }  // namespace
 
 bool amx_bf16_usable() {
-  static const bool usable = detect();
+  static const bool usable = cpu_has_amx(kAmxBf16Bit) && tile_state_granted();
   return usable;
+}
+
+bool amx_int8_usable() {
+  static const bool usable = cpu_has_amx(kAmxInt8Bit) && tile_state_granted();
+  return usable;
+}
+
+// Tiles 0-3: C accumulators (16 x 16 fp32 or int32), 4-5: A (16 rows x 64 bytes), 6-7: B (16 rows x 64
+// bytes: k-pairs of bf16 or k-quads of int8, for 16 columns).
+LOWBIT_AMX_TARGET void configure_tiles() {
+  TileConfig cfg;
+  cfg.palette = 1;
+  for (int t = 0; t < 8; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  // GCC 12 does not see the configuration load read cfg and drops the stores above (once this function was
+  // no longer inlined into its caller, ldtilecfg faulted on a configuration of zeros): a compiler barrier
+  // keeps them.
+  asm volatile("" : : "r"(&cfg) : "memory");
+  _tile_loadconfig(&cfg);
+}
+
+LOWBIT_AMX_TARGET void release_tiles() {
+  _tile_release();
 }
 
 LOWBIT_AVX512_TARGET void pack_rows(const float* x, int64_t ld, int64_t rows, int64_t cols, int64_t depth,
@@ -241,6 +269,13 @@ LOWBIT_AMX_TARGET void gemm_tiles(const uint16_t* a, int64_t lda, const uint16_t
 bool amx_bf16_usable() {
   return false;
 }
+bool amx_int8_usable() {
+  return false;
+}
+void configure_tiles() {
+  fail("AMX kernels are not built for this CPU architecture");
+}
+void release_tiles() {}
 void gemm_tiles(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*, int64_t, int64_t,
                 int64_t) {
   fail("AMX kernels are not built for this CPU architecture");

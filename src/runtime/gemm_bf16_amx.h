@@ -1,5 +1,6 @@
-// Intel AMX-BF16 tile kernels behind gemm_bf16.h. This translation unit is the only one compiled with the
-// AMX instruction set (-mamx-tile -mamx-bf16); callers reach it only after amx_bf16_usable() said yes.
+// Intel AMX-BF16 tile kernels behind gemm_bf16.h, and the AMX detection and tile configuration that the
+// AMX-INT8 W8A8 kernel (kernels_packed_amx.h) shares. Only functions marked with the AMX instruction set use
+// it (target attributes, not build flags); callers reach them only after amx_*_usable() said yes.
 //
 // Operand layouts (the tile instruction's own):
 //   A: bf16, row-major, `lda` elements per row; rows padded to a multiple of 32 and K to a multiple of 32
@@ -17,6 +18,15 @@ namespace lowbit::kernels::amx {
 // Whether the CPU has AMX-TILE and AMX-BF16 and the kernel granted this process the tile state
 // (Linux arch_prctl ARCH_REQ_XCOMP_PERM). Checked once.
 bool amx_bf16_usable();
+// The same for AMX-INT8 (the W8A8 kernel, kernels_packed_amx.h).
+bool amx_int8_usable();
+
+// Loads this thread's tile configuration: tiles 0-7 of 16 rows x 64 bytes (what every AMX kernel here
+// uses), and releases the tile state after a kernel. Only after amx_*_usable() said yes.
+void configure_tiles();
+void release_tiles();
+// LOWBIT_NO_AMX set (to anything but "" or "0"): the user turned every AMX path off.
+bool amx_disabled_by_environment();
 
 // C[rows x cols] = A[rows x k] * B[k x cols]: `a` points at the first row of A, `b_panels` at the first
 // panel, `c` at C's first element. k is the depth multiplied (a multiple of 32), panel_depth the depth the

@@ -24,8 +24,8 @@
 //   packed_tiled_sgemm prefill: dequantizes a tile of rows into a small per-thread fp32 buffer, then the
 //                      tile times x with single-threaded OpenBLAS sgemm (same policy as kernels_linear.cc);
 //   int8_linear        W8A8: int8 activation codes (per token or per tensor) times int8 weight codes with
-//                      integer multiply-adds (AVX-512 VNNI; on AVX2 int16 pairs into int32 with vpmaddwd,
-//                      blocked for many x rows, kernels_packed_w8a8_avx2.h; else Highway
+//                      integer multiply-adds (AMX-INT8 tiles or AVX-512 VNNI; on AVX2 int16 pairs into int32
+//                      with vpmaddwd, blocked for many x rows, kernels_packed_w8a8_avx2.h; else Highway
 //                      ReorderWidenMulAccumulate), rescaled per token and output channel.
 #pragma once
 
@@ -143,15 +143,19 @@ int32_t quantize_int8_row_ref(const float* x, int64_t K, float tensor_scale, flo
 
 // y[i][n] = scale_x[i] * scale_w[n] * sum_k qx[i][k] * q[n][k] (+ bias). W must be Int8 or UInt8 with one
 // scale per row (group_size == cols) and no zero terms besides UInt8's storage offset (symmetric).
-// On CPUs with AVX-512 VNNI, when w.row_code_sums and x.biased are present, the product runs on vpdpbusd
-// (u8 x s8, 4 products per 32-bit lane and instruction: sum (qx + 128) q - 128 sum q); else, on AVX2, for
-// decode sizes on the int16 kernels of packed_gemv (kernels_packed_int16.h: exact integer sums per 64-column
-// chunk) and from packed_gemm_min_rows() x rows on, on the blocked vpmaddwd kernel
-// (kernels_packed_w8a8_avx2.h); otherwise (or with allow_fast false) on the Highway int16 multiply-add
-// kernel. VNNI, the blocked AVX2 kernel and Highway sum exactly in integers and equal int8_linear_ref bit for
-// bit.
+// Decode sizes (int8_linear_uses_int16) run on the int16 kernels of packed_gemv (kernels_packed_int16.h:
+// exact integer sums per 64-column chunk). Else, from 16 x rows on CPUs with AMX-INT8, on its tiles
+// (kernels_packed_amx.h); on CPUs with AVX-512 VNNI, when w.row_code_sums and x.biased are present, on
+// vpdpbusd (u8 x s8, 4 products per 32-bit lane and instruction: sum (qx + 128) q - 128 sum q); on AVX2 on
+// the blocked vpmaddwd kernel (kernels_packed_w8a8_avx2.h); otherwise (or with allow_fast false) on the
+// Highway int16 multiply-add kernel. AMX, VNNI, the blocked AVX2 kernel and Highway sum exactly in integers
+// and equal int8_linear_ref bit for bit.
 void int8_linear(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y,
                  bool allow_fast = true);
+// Whether int8_linear (allow_fast) gives `rows` x rows times w to the int16 gemv kernels, whose results equal
+// int8_linear_ref within fp32 rounding (not bit for bit): decode sizes on AVX2 CPUs, up to 4 x rows where
+// the CPU has AVX-512 VNNI.
+bool int8_linear_uses_int16(int64_t rows, const PackedMatrix& w);
 // Whether this CPU runs the VNNI kernel.
 bool have_avx512_vnni();
 void int8_linear_ref(const Int8Activations& x, const PackedMatrix& w, const float* bias, float* y);

@@ -25,6 +25,7 @@
 #include "quant/quantizer_ref.h"
 #include "quant/scale_grid.h"
 #include "runtime/kernels_packed.h"
+#include "runtime/kernels_packed_amx.h"
 #include "runtime/kernels_packed_fp8.h"
 #include "runtime/kernels_packed_int16.h"
 #include "runtime/packed_linear.h"
@@ -573,18 +574,21 @@ TEST(PackedKernels, W8A8IntegerProductMatchesFakeQuantization) {
   }
 }
 
-// The integer kernels (Highway int16 multiply-add; AVX-512 VNNI, or on AVX2 the int16 gemv for few x rows and
-// the blocked vpmaddwd kernel for many, where the CPU has them) against the scalar integer reference: exact
-// sums, the same float rescale, so equal results. The shapes reach every blocking edge of the AVX2 kernel:
-// partial blocks of 8 x rows, more weight rows than a tile of 32, more columns than a pass of 1024, and
-// columns beyond the last whole 16.
+// The integer kernels (Highway int16 multiply-add; the int16 gemv for few x rows; AMX-INT8, AVX-512 VNNI or
+// on AVX2 the blocked vpmaddwd kernel for many, where the CPU has them) against the scalar integer reference:
+// exact sums, the same float rescale, so equal results. The shapes reach every blocking edge of the AVX2
+// kernel: partial blocks of 8 x rows, more weight rows than a tile of 32, more columns than a pass of 1024,
+// and columns beyond the last whole 16; and of the AMX kernel (kernels_packed_amx_test.cc has more): x rows
+// past the last whole 32 or 16, weight rows past the last whole 32 or 16.
 TEST(PackedKernels, Int8KernelsEqualTheReference) {
   struct Shape {
     int64_t N, K, m;
   };
+  const bool amx_saved = kernels::set_int8_amx_enabled(true);
   for (bool words : {true, false}) {
-    for (const Shape& s : {Shape{9, 70, 6}, Shape{9, 200, 6}, Shape{9, 256, 6}, Shape{9, 200, 50},
-                           Shape{70, 1100, 53}, Shape{33, 64, 64}}) {
+    for (const Shape& s :
+         {Shape{9, 70, 6}, Shape{9, 200, 6}, Shape{9, 256, 6}, Shape{9, 200, 50}, Shape{70, 1100, 53},
+          Shape{33, 64, 64}, Shape{9, 256, 3}, Shape{70, 768, 40}, Shape{37, 128, 17}}) {
       const StoredCase c = make_case(int_args(8, QuantStrategy::Channel, 0, true), s.N, s.K, words, 5);
       QuantArgs in = int_args(8, QuantStrategy::Token, 0, true);
       in.dynamic = DynamicMode::Dynamic;
@@ -604,17 +608,18 @@ TEST(PackedKernels, Int8KernelsEqualTheReference) {
       const float* b = s.m > 6 ? bias.data() : nullptr;
       std::vector<float> ref(static_cast<size_t>(a.rows * s.N));
       kernels::int8_linear_ref(a, lin.matrix(), b, ref.data());
-      for (bool fast : {false, true}) {
+      // fast with AMX off: VNNI or AVX2 take the sizes AMX takes where the CPU has it.
+      for (int path : {0, 1, 2}) {
+        const bool fast = path > 0;
+        kernels::set_int8_amx_enabled(path == 2);
         for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
           hwy::SetSupportedTargetsForTest(target);
           std::vector<float> y(ref.size());
           kernels::int8_linear(a, lin.matrix(), b, y.data(), fast);
           const std::string what = "N=" + std::to_string(s.N) + " K=" + std::to_string(s.K) +
                                    " m=" + std::to_string(s.m) + " words=" + std::to_string(words) +
-                                   " fast=" + std::to_string(fast) + " " + hwy::TargetName(target);
-          const bool int16_gemv = fast && !kernels::have_avx512_vnni() &&
-                                  s.m < kernels::packed_gemm_min_rows(lin.matrix().codes) &&
-                                  kernels::packed_gemv_uses_int16(lin.matrix());
+                                   " path=" + std::to_string(path) + " " + hwy::TargetName(target);
+          const bool int16_gemv = fast && kernels::int8_linear_uses_int16(s.m, lin.matrix());
           if (!int16_gemv) {
             EXPECT_EQ(y, ref) << what;
           } else {
@@ -635,6 +640,7 @@ TEST(PackedKernels, Int8KernelsEqualTheReference) {
       }
     }
   }
+  kernels::set_int8_amx_enabled(amx_saved);
   if (!kernels::have_avx512_vnni() && !kernels::have_avx2_fma())
     GTEST_SKIP() << "neither AVX-512 VNNI nor AVX2 here: only the Highway kernel ran";
 }
