@@ -91,8 +91,8 @@ void packed_gemv(const float* x, int64_t m, const PackedMatrix& w, const float* 
 // int16 kernels are enabled.
 bool packed_gemv_uses_int16(const PackedMatrix& w);
 // Whether packed_gemv's Auto path decodes w's E4M3 codes by table (kernels_packed_fp8.h): bf16-rounded
-// weights, groups of whole 32-column chunks, AVX2 + FMA with Highway on 8-lane vectors, and the switch below
-// on. Its outputs equal the fp32 decoder's bit for bit.
+// weights, groups of whole 32-column chunks, AVX2 + FMA, and the switch below on. Its outputs equal the fp32
+// decoder's on its AVX2 target bit for bit.
 bool packed_gemv_uses_fp8_table(const PackedMatrix& w);
 // Process-wide switch of the int16 kernels and the fp8 table decoder (on by default; LOWBIT_GEMV_FP32=1 in
 // the environment turns them off at start): the fp32 decoders then serve every packed_gemv, for

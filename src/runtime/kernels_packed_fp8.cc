@@ -38,10 +38,8 @@
 namespace lowbit::kernels {
 
 bool fp8_gemv_supports(const PackedMatrix& w) {
-  // The fp32 decoder sums in 8-lane vectors only on its AVX2 target (int4 blocks of 8 x 8 codes); with
-  // AVX-512 its 16 lanes sum in another order, and the table path would no longer equal it bit for bit.
   return w.codes == Codes::E4M3 && w.round_to_bf16 && !w.has_zero_terms() && have_avx2_fma() &&
-         (w.group_size >= w.cols || w.group_size % kFp8Chunk == 0) && simd::int4_block_codes() == 64;
+         (w.group_size >= w.cols || w.group_size % kFp8Chunk == 0);
 }
 
 std::vector<uint64_t> fp8_zero_exponent_chunks(const PackedMatrix& w) {

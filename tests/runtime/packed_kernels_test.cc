@@ -406,7 +406,7 @@ TEST(PackedKernels, NonFiniteFp8CodesPoisonTheirRow) {
 // send its block to the scalar definition: NaN times 0 poisons all of its outputs. Rows go through the
 // decoder four at a time and a block falls back as a whole, so the rows the tables serve share blocks
 // (0-3, 4-7 with the NaN row) or stand alone (12), and the others fill block 8-11. With random x, the
-// outputs equal the fp32 decoder's bit for bit (the same sums in the same order).
+// outputs equal the fp32 decoder's on its AVX2 target bit for bit (the same sums in the same order).
 TEST(PackedKernels, Fp8TableDecoderGivesEveryWeightExactly) {
   const float inf = std::numeric_limits<float>::infinity();
   const std::vector<float> scales = {0.0123f, 1.0f / 3.0f, -0.7071f, 3.1e-5f, 250.0f, 0.5f, 0.09f,
@@ -429,7 +429,7 @@ TEST(PackedKernels, Fp8TableDecoderGivesEveryWeightExactly) {
   kernels::PackedMatrix pm = fp8_matrix(kernels::Codes::E4M3, codes, N, K, sc);
   pm.round_to_bf16 = true;
   if (!kernels::packed_gemv_uses_fp8_table(pm))
-    GTEST_SKIP() << "the table decoder does not run here (it needs AVX2, and Highway's 8-lane target)";
+    GTEST_SKIP() << "the table decoder does not run here (it needs AVX2 and FMA)";
   std::vector<float> x(static_cast<size_t>(K), 0.0f), y(static_cast<size_t>(N));
   for (int64_t k = 0; k < K; ++k) {
     x[static_cast<size_t>(k)] = 1.0f;
@@ -450,8 +450,12 @@ TEST(PackedKernels, Fp8TableDecoderGivesEveryWeightExactly) {
   for (int64_t m : {1, 2, 3, 5}) {
     const std::vector<float> xr = random_values(m * K, static_cast<uint32_t>(m));
     std::vector<float> table(static_cast<size_t>(m * N)), fp32(static_cast<size_t>(m * N));
+    // Both on Highway's AVX2 target: the table decoder sums in its order, and the blocks it declines go to
+    // the fp32 decoder, which on an AVX-512 CPU would otherwise sum in 16 lanes.
+    hwy::SetSupportedTargetsForTest(HWY_AVX2);
     kernels::packed_gemv(xr.data(), m, pm, nullptr, table.data());
     kernels::packed_gemv(xr.data(), m, pm, nullptr, fp32.data(), kernels::GemvPath::Float);
+    hwy::SetSupportedTargetsForTest(0);
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t n = 0; n < N; ++n) {
         const size_t at = static_cast<size_t>(i * N + n);
@@ -496,7 +500,7 @@ TEST(PackedKernels, Fp8TableDecoderShortPathGivesEveryWeightExactly) {
     pm.group_size = group;
     pm.round_to_bf16 = true;
     if (!kernels::packed_gemv_uses_fp8_table(pm))
-      GTEST_SKIP() << "the table decoder does not run here (it needs AVX2, and Highway's 8-lane target)";
+      GTEST_SKIP() << "the table decoder does not run here (it needs AVX2 and FMA)";
     const std::vector<uint64_t> bits = kernels::fp8_zero_exponent_chunks(pm);
     const int64_t words = kernels::fp8_chunk_words(K);
     ASSERT_EQ(words, 1);
@@ -519,7 +523,9 @@ TEST(PackedKernels, Fp8TableDecoderShortPathGivesEveryWeightExactly) {
       std::vector<float> fast(static_cast<size_t>(m * N)), slow(fast.size()), fp32(fast.size());
       kernels::packed_gemv(xr.data(), m, pm, nullptr, fast.data());
       kernels::packed_gemv(xr.data(), m, without, nullptr, slow.data());
+      hwy::SetSupportedTargetsForTest(HWY_AVX2);  // the table decoder's summation order
       kernels::packed_gemv(xr.data(), m, pm, nullptr, fp32.data(), kernels::GemvPath::Float);
+      hwy::SetSupportedTargetsForTest(0);
       for (size_t at = 0; at < fast.size(); ++at) {
         EXPECT_EQ(fast[at], fp32[at]) << "group " << group << " m=" << m << " output " << at;
         EXPECT_EQ(slow[at], fp32[at]) << "group " << group << " m=" << m << " output " << at;
