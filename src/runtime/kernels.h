@@ -74,7 +74,8 @@ void from_bf16(const uint16_t* x, float* out, size_t n);
 // Sum of a[0 .. n), its four quarters read side by side as four sequential streams (with software
 // prefetch), as the decode products read their weight rows: the read-bandwidth probe of `lowbit bench` and
 // kernels_bench. One stream per core draws less from DRAM on the Zen 3 VM (docs/PERFORMANCE.md, session 10).
-// non_temporal: prefetch as the packed decode products do (row_streams.h), not as the bf16/fp32 ones.
+// non_temporal: prefetch with prefetchnta, as the packed decode products do on AMD CPUs (row_streams.h);
+// else prefetcht0, as they do elsewhere and as the bf16/fp32 ones do everywhere.
 float sum_four_streams(const float* a, size_t n, bool non_temporal = false);
 // Runs `trips` steps of ten independent fused multiply-add chains on the widest vectors the dispatcher picked
 // (no memory traffic) and returns the flops done, 2 per lane per multiply-add: timed, the core's fp32 FMA
