@@ -144,7 +144,7 @@ int32_t quantize_int8_row_ref(const float* x, int64_t K, float tensor_scale, flo
 // y[i][n] = scale_x[i] * scale_w[n] * sum_k qx[i][k] * q[n][k] (+ bias). W must be Int8 or UInt8 with one
 // scale per row (group_size == cols) and no zero terms besides UInt8's storage offset (symmetric).
 // Decode sizes (int8_linear_uses_int16) run on the int16 kernels of packed_gemv (kernels_packed_int16.h:
-// exact integer sums per 64-column chunk). Else, from 16 x rows on CPUs with AMX-INT8, on its tiles
+// exact integer sums per 64-column chunk). Else, from 5 x rows on CPUs with AMX-INT8, on its tiles
 // (kernels_packed_amx.h); on CPUs with AVX-512 VNNI, when w.row_code_sums and x.biased are present, on
 // vpdpbusd (u8 x s8, 4 products per 32-bit lane and instruction: sum (qx + 128) q - 128 sum q); on AVX2 on
 // the blocked vpmaddwd kernel (kernels_packed_w8a8_avx2.h); otherwise (or with allow_fast false) on the

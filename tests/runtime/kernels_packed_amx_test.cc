@@ -78,7 +78,7 @@ void expect_reference(const kernels::Int8Activations& a, const kernels::PackedMa
   for (int threads : {1, 2}) {
     set_global_threads(threads);
     std::fill(y.begin(), y.end(), -1.0f);
-    kernels::int8_linear(a, w, b, y.data());  // 16 or more x rows: the AMX kernel
+    kernels::int8_linear(a, w, b, y.data());  // 5 or more x rows: the AMX kernel
     EXPECT_EQ(y, ref) << what << " threads=" << threads;
     // Row ranges not starting at a multiple of 32 (the kernel's own blocks follow the range).
     std::fill(y.begin(), y.end(), -1.0f);
@@ -98,11 +98,11 @@ TEST(AmxInt8, EqualsTheReferenceOnEveryEdge) {
   struct Shape {
     int64_t N, K, m;
   };
-  // x rows: whole blocks of 32, a partial second tile (40 = 32 + 8), only a first tile (17), a partial first
-  // tile after whole blocks (70 = 64 + 6); weight rows: whole panel pairs, one and a half (48), past them
-  // (37, 70); depths of one tile row (64) up to the Llama-3.1-8B MLP's 14336.
+  // x rows: whole blocks of 32, a partial second tile (40 = 32 + 8), only a first tile (17, 5), a partial
+  // first tile after whole blocks (70 = 64 + 6); weight rows: whole panel pairs, one and a half (48), past
+  // them (37, 70); depths of one tile row (64) up to the Llama-3.1-8B MLP's 14336.
   for (const Shape& s : {Shape{64, 64, 32}, Shape{70, 768, 40}, Shape{37, 128, 17}, Shape{48, 2048, 70},
-                         Shape{33, 14336, 16}}) {
+                         Shape{33, 14336, 16}, Shape{40, 256, 5}}) {
     for (bool unsigned_codes : {false, true}) {
       const Weights w = make_weights(s.N, s.K, unsigned_codes, random_codes(s.N * s.K, 11));
       const kernels::Int8Activations a = make_activations(s.m, s.K, random_codes(s.m * s.K, 12));
