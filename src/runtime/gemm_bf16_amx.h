@@ -45,7 +45,8 @@ void pack_rows(const float* x, int64_t ld, int64_t rows, int64_t cols, int64_t d
 void pack_row_pairs(const float* x, int64_t ld, int64_t rows, int64_t cols, int64_t depth,
                     int64_t panel_begin, int64_t panel_end, uint16_t* panels);
 // B operand whose COLUMNS are the rows of a matrix (X W^T, Q K^T), from those rows already packed by
-// pack_rows (n rows of `depth`): panels [panel_begin, panel_end), zero past n (a 32-bit transpose).
+// pack_rows (n rows of `depth`): panels [panel_begin, panel_end), zero past n (a 32-bit transpose, so it
+// also lays out AMX-INT8's B operand from rows of int8 codes at depth K / 2: kernels_packed_amx.cc).
 void rows_to_panels(const uint16_t* rows, int64_t n, int64_t depth, int64_t panel_begin, int64_t panel_end,
                     uint16_t* panels);
 // The A operand X^T from the B panels of X (the inverse transpose): rows [row_begin, row_end) of A.

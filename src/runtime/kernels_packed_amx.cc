@@ -44,56 +44,6 @@ namespace {
 
 constexpr int kBlock = 32;  // x rows and weight rows per step: four 16 x 16 accumulator tiles
 
-// Transposes 16 rows of 16 32-bit values (r[j][q]) into out[q * 16 + j]: 64 shuffles for 256 values.
-LOWBIT_AMX_INT8_TARGET inline void transpose_16x16(const __m512i r[16], uint32_t* out) {
-  // (The maskz_ forms with all lanes set: GCC 12's unmasked ones trip -Wmaybe-uninitialized.)
-  constexpr __mmask16 kAll = 0xFFFF;
-  constexpr __mmask8 kAll64 = 0xFF;
-  __m512i t[16], u[16];
-  for (int j = 0; j < 16; j += 2) {
-    // Per 128-bit lane l: r[j][4l], r[j + 1][4l], r[j][4l + 1], r[j + 1][4l + 1] (and the high half).
-    t[j] = _mm512_maskz_unpacklo_epi32(kAll, r[j], r[j + 1]);
-    t[j + 1] = _mm512_maskz_unpackhi_epi32(kAll, r[j], r[j + 1]);
-  }
-  for (int j = 0; j < 16; j += 4) {
-    // u[j + c], lane l: rows j .. j + 3 of value 4l + c.
-    u[j] = _mm512_maskz_unpacklo_epi64(kAll64, t[j], t[j + 2]);
-    u[j + 1] = _mm512_maskz_unpackhi_epi64(kAll64, t[j], t[j + 2]);
-    u[j + 2] = _mm512_maskz_unpacklo_epi64(kAll64, t[j + 1], t[j + 3]);
-    u[j + 3] = _mm512_maskz_unpackhi_epi64(kAll64, t[j + 1], t[j + 3]);
-  }
-  for (int c = 0; c < 4; ++c) {
-    // Lanes 0 and 2 (values c, 8 + c) and lanes 1 and 3 (4 + c, 12 + c) of each group of four rows.
-    const __m512i even_lo = _mm512_maskz_shuffle_i32x4(kAll, u[c], u[4 + c], 0x88);
-    const __m512i odd_lo = _mm512_maskz_shuffle_i32x4(kAll, u[c], u[4 + c], 0xDD);
-    const __m512i even_hi = _mm512_maskz_shuffle_i32x4(kAll, u[8 + c], u[12 + c], 0x88);
-    const __m512i odd_hi = _mm512_maskz_shuffle_i32x4(kAll, u[8 + c], u[12 + c], 0xDD);
-    _mm512_storeu_si512(out + c * 16, _mm512_maskz_shuffle_i32x4(kAll, even_lo, even_hi, 0x88));
-    _mm512_storeu_si512(out + (8 + c) * 16, _mm512_maskz_shuffle_i32x4(kAll, even_lo, even_hi, 0xDD));
-    _mm512_storeu_si512(out + (4 + c) * 16, _mm512_maskz_shuffle_i32x4(kAll, odd_lo, odd_hi, 0x88));
-    _mm512_storeu_si512(out + (12 + c) * 16, _mm512_maskz_shuffle_i32x4(kAll, odd_lo, odd_hi, 0xDD));
-  }
-}
-
-// The B operand of weight rows [n0, n0 + count) (count <= 32) as two 16-row panels: panel p, tile row q
-// holds codes 4q .. 4q + 3 of each of its 16 rows, row j in bytes 4j .. 4j + 3. Rows past count are zero.
-// (A scalar transpose took 7 % of a W8A8 prefill.)
-LOWBIT_AMX_INT8_TARGET void pack_panels(const uint8_t* codes, int64_t K, int64_t n0, int64_t count,
-                                        uint8_t* panels) {
-  const int64_t quads = K / 4;  // a multiple of 16
-  for (int p = 0; p < 2; ++p) {
-    auto* panel = reinterpret_cast<uint32_t*>(panels) + p * quads * 16;
-    for (int64_t q = 0; q < quads; q += 16) {
-      __m512i r[16];
-      for (int j = 0; j < 16; ++j) {
-        const int64_t row = 16 * p + j;
-        r[j] = row < count ? _mm512_loadu_si512(codes + (n0 + row) * K + 4 * q) : _mm512_setzero_si512();
-      }
-      transpose_16x16(r, panel + q * 16);
-    }
-  }
-}
-
 // c[32 x 32] = raw sums of 32 x rows (a0: the first 16, a1: the next 16, lda bytes apart) times the two
 // panels b0, b1, over K columns.
 template <bool kUnsigned>
@@ -171,8 +121,9 @@ void amx_rows(const Int8Activations& x, const PackedMatrix& w, const float* bias
               int64_t n_end) {
   const int64_t K = w.cols, m = x.rows;
   const auto* codes = static_cast<const uint8_t*>(w.data);
-  thread_local std::vector<uint8_t> panels, edge;
-  panels.resize(static_cast<size_t>(kBlock * K));
+  thread_local std::vector<uint16_t> panels;  // two panels of 16 x K codes, as bf16-sized pairs
+  thread_local std::vector<uint8_t> edge;
+  panels.resize(static_cast<size_t>(kBlock * K / 2));
   // The x rows of the last partial block, zero padded to 32 (tile loads read whole blocks).
   const int64_t whole = m / kBlock * kBlock;
   if (whole < m) {
@@ -183,10 +134,14 @@ void amx_rows(const Int8Activations& x, const PackedMatrix& w, const float* bias
   amx::configure_tiles();
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kBlock) {
     const int64_t count = std::min<int64_t>(kBlock, n_end - n0);
-    pack_panels(codes, K, n0, count, panels.data());
+    // The B operand of weight rows [n0, n0 + count) as two 16-row panels: tile row q of a panel holds codes
+    // 4q .. 4q + 3 of each of its rows, one row per 32-bit lane. Four int8 codes fill 32 bits as two bf16
+    // do, so this is the bf16 kernels' B layout at a depth of K / 2 "bf16": their packing serves as is.
+    amx::rows_to_panels(reinterpret_cast<const uint16_t*>(codes + n0 * K), count, K / 2, 0, 2, panels.data());
     for (int64_t i0 = 0; i0 < m; i0 += kBlock) {
       const uint8_t* a = i0 < whole ? x.biased.data() + i0 * K : edge.data();
-      multiply_block<kUnsigned>(a, a + 16 * K, K, panels.data(), panels.data() + 16 * K, K, c);
+      const auto* b0 = reinterpret_cast<const uint8_t*>(panels.data());
+      multiply_block<kUnsigned>(a, a + 16 * K, K, b0, b0 + 16 * K, K, c);
       finish_block<kUnsigned>(x, w, bias, c, i0, std::min<int64_t>(kBlock, m - i0), n0, count, y);
     }
   }

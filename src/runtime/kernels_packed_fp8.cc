@@ -17,7 +17,8 @@
 // sums them: one accumulator per row and group over 8-column vectors in column order, groups added in
 // order, lanes reduced as Highway's SumOfLanes, the last K % 8 columns as a scalar sum added at the end. A
 // pair's two accumulators hold lanes 0-3 and 4-7 of both rows' sums, so each lane adds the same products in
-// the same order. So the outputs equal the fp32 decoder's bit for bit, and models whose later layers
+// the same order. So the outputs equal the fp32 decoder's on its AVX2 target bit for bit (on AVX-512 CPUs
+// the fp32 decoder sums in 16 lanes, another order; kernels_packed_fp8.h), and models whose later layers
 // quantize activations to fp8 (FP8_DYNAMIC, where one flipped code moves perplexity) give the same
 // perplexity on either path.
 #include "runtime/kernels_packed_fp8.h"
