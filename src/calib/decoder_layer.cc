@@ -67,7 +67,10 @@ uint64_t DecoderLayerF32::bytes() const {
 }
 
 void LinearF32::pack_bf16() {
-  packed = std::make_shared<const kernels::Bf16Weight>(weight.data(), rows, cols);
+  if (packed && packed.use_count() == 1)
+    packed->assign(weight.data(), rows, cols);
+  else
+    packed = std::make_shared<kernels::Bf16Weight>(weight.data(), rows, cols);
   packed_fingerprint = fingerprint();
 }
 
@@ -134,6 +137,22 @@ void linear_f32(const LinearF32& w, const float* x, int64_t m, float* y) {
   kernels::linear(x, m, dense, w.bias.empty() ? nullptr : w.bias.data(), y);
 }
 
+void linear_f32_shared_input(std::initializer_list<std::pair<const LinearF32*, float*>> outputs,
+                             const float* x, int64_t m) {
+  std::vector<kernels::Bf16Product> products;
+  for (const auto& [w, y] : outputs) {
+    if (!w->packed || (!products.empty() && w->cols != products.front().weight->cols())) break;
+    if (w->fingerprint() != w->packed_fingerprint)
+      fail("{}: its weights changed after they were packed for bf16 (missing refresh_packed)", w->name);
+    products.push_back({w->packed.get(), w->bias.empty() ? nullptr : w->bias.data(), y});
+  }
+  if (products.size() == outputs.size()) {
+    kernels::linear_bf16_shared_input(x, m, products);
+    return;
+  }
+  for (const auto& [w, y] : outputs) linear_f32(*w, x, m, y);
+}
+
 LayerRunner::LayerRunner(const ModelConfig& config) : config_(config), inv_freq_(config.rope_inv_freq()) {}
 
 void LayerRunner::input_norm(const DecoderLayerF32& layer, const float* x, int64_t tokens, float* out) const {
@@ -154,9 +173,7 @@ void LayerRunner::attention_heads(const DecoderLayerF32& layer, const float* h, 
   float* k = sized(k_, tokens * c.kv_dim());
   float* v = sized(v_, tokens * c.kv_dim());
   if (observer && observer->on_input) observer->on_input(InputSite::Attention, h, tokens, c.hidden_size);
-  linear_f32(layer.q, h, tokens, q);
-  linear_f32(layer.k, h, tokens, k);
-  linear_f32(layer.v, h, tokens, v);
+  linear_f32_shared_input({{&layer.q, q}, {&layer.k, k}, {&layer.v, v}}, h, tokens);
   if (angles_tokens_ < tokens) {
     runtime::rope_angles(inv_freq_, 0, tokens, &angles_);
     angles_tokens_ = tokens;
@@ -188,8 +205,7 @@ void LayerRunner::mlp_activation(const DecoderLayerF32& layer, const float* h, i
   const int64_t inter = config_.intermediate_size;
   float* up = sized(up_, tokens * inter);
   if (observer && observer->on_input) observer->on_input(InputSite::Mlp, h, tokens, config_.hidden_size);
-  linear_f32(layer.gate, h, tokens, act);
-  linear_f32(layer.up, h, tokens, up);
+  linear_f32_shared_input({{&layer.gate, act}, {&layer.up, up}}, h, tokens);
   kernels::silu_mul(act, up, act, static_cast<size_t>(tokens * inter));
   if (observer && observer->on_input) observer->on_input(InputSite::Down, act, tokens, inter);
 }

@@ -7,8 +7,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/dtype.h"
@@ -40,7 +42,7 @@ struct LinearF32 {
 
   // BF16 precision: `weight` rounded and packed for the bf16 kernel. Code that changes `weight` must call
   // pack_bf16() again (DecoderLayerF32::refresh_packed); linear_f32 refuses to run on a stale pack.
-  std::shared_ptr<const kernels::Bf16Weight> packed;
+  std::shared_ptr<kernels::Bf16Weight> packed;  // repacked in place unless a copy of the layer shares it
   uint64_t packed_fingerprint = 0;
   void pack_bf16();
   // A cheap fingerprint of `weight` (its size and 64 evenly spread values) to catch a stale pack.
@@ -119,5 +121,9 @@ class LayerRunner {
 // y[m x rows] = x[m x cols] * W^T + b, on the global thread pool: with the bf16 kernel when `w` is packed
 // (throws when `weight` changed since it was packed), else in fp32.
 void linear_f32(const LinearF32& w, const float* x, int64_t m, float* y);
+// The same for several linears reading one input (q, k, v; gate, up), ys[i] = linear_f32(*ws[i], x):
+// when all are packed, x is rounded and packed for the bf16 kernel once.
+void linear_f32_shared_input(std::initializer_list<std::pair<const LinearF32*, float*>> outputs,
+                             const float* x, int64_t m);
 
 }  // namespace lowbit

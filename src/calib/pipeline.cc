@@ -17,6 +17,7 @@
 #include "runtime/kernels.h"
 #include "runtime/linear.h"
 #include "util/error.h"
+#include "util/thread_pool.h"
 
 namespace lowbit {
 namespace {
@@ -114,13 +115,34 @@ void round_to_dtype(std::vector<float>& v, DType dtype) {
     for (float& x : v) x = f16_to_f32(f32_to_f16(x));
 }
 
-double mse(const std::vector<float>& a, const float* b, size_t n) {
-  double e = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double d = double(a[i]) - double(b[i]);
-    e += d * d;
-  }
-  return e;
+// Sum of squared differences in double (AWQ's grid search: millions of values per candidate). Fixed chunks
+// in parallel (the result does not depend on the number of threads), eight partial sums per chunk: one
+// serial chain of double adds waits on each add's latency.
+double squared_error(const float* a, const float* b, size_t n) {
+  constexpr size_t kChunk = size_t{1} << 16;
+  const size_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> partial(chunks, 0.0);
+  global_pool().parallel_for(chunks, 1, [&](size_t c0, size_t c1) {
+    for (size_t c = c0; c < c1; ++c) {
+      const size_t i1 = std::min(n, (c + 1) * kChunk);
+      double acc[8] = {};
+      size_t i = c * kChunk;
+      for (; i + 8 <= i1; i += 8) {
+        for (size_t l = 0; l < 8; ++l) {
+          const double d = double(a[i + l]) - double(b[i + l]);
+          acc[l] += d * d;
+        }
+      }
+      for (; i < i1; ++i) {
+        const double d = double(a[i]) - double(b[i]);
+        acc[0] += d * d;
+      }
+      partial[c] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    }
+  });
+  double total = 0;
+  for (double v : partial) total += v;
+  return total;
 }
 
 // Static input scales and KV-cache scales of one layer, observed on the inputs of its quantized modules:
@@ -255,7 +277,7 @@ class LayerPipeline {
   }
   std::vector<float> awq_scales_for(InputSite site, const std::vector<LinearSlot>& balance,
                                     const std::function<double(const DecoderLayerF32&)>& parent_loss,
-                                    const std::string& label);
+                                    const std::string& label, bool run_candidates = true);
   void quantize(std::vector<ModuleQuantization>& out);
   void quantize_slot(LinearSlot slot, std::vector<ModuleQuantization>& out);
   void propagate(int64_t index, std::vector<std::vector<float>>& hidden, Calibration* cal);
@@ -329,10 +351,12 @@ void LayerPipeline::finish_site(InputSite site) {
 }
 
 // AWQ's grid search for one mapping: `parent_loss` evaluates a copy of the layer whose quantized balance
-// layers hold the candidate weights Q(W diag(s)) diag(1/s).
+// layers hold the candidate weights Q(W diag(s)) diag(1/s). run_candidates: the loss runs the candidate
+// layer, so its kernel weights are repacked (a loss on the fp32 weights alone needs no packing).
 std::vector<float> LayerPipeline::awq_scales_for(
     InputSite site, const std::vector<LinearSlot>& balance,
-    const std::function<double(const DecoderLayerF32&)>& parent_loss, const std::string& label) {
+    const std::function<double(const DecoderLayerF32&)>& parent_loss, const std::string& label,
+    bool run_candidates) {
   const SiteStats& st = sites_[site_index(site)];
   std::vector<WeightRef> refs;
   const QuantArgs* args = nullptr;
@@ -357,7 +381,7 @@ std::vector<float> LayerPipeline::awq_scales_for(
                      LinearF32& target = candidate.linear(slot);
                      awq_fake_quantize_scaled(b.weight.data(), b.rows, b.cols, scales.data(), *s->weights,
                                               compute_dtype_for(b.stored_dtype), target.weight.data());
-                     repack(target);
+                     if (run_candidates) repack(target);
                    }
                    return parent_loss(candidate);
                  });
@@ -388,41 +412,48 @@ void LayerPipeline::smooth_input(InputSite site, std::vector<float>& norm, const
     s = smoothquant_scales(range.data(), hsize, refs, options_.smoothing_strength);
     log_.lines.push_back(fmt::format("smoothquant {}: alpha {}", norm_name, options_.smoothing_strength));
   } else {
-    // The target is the parent block's output on the cached inputs with the original weights.
+    // The target is the parent block's output on the cached inputs with the original weights. The blocks
+    // run unit by unit: each cached sample for attention (it needs the sequence), 512-row blocks for the
+    // row-wise MLP (its intermediates, rows x intermediate, stay 4 MB instead of 32 MB at the defaults:
+    // AWQ's peak RSS 419 -> 316 MiB, docs/PERFORMANCE.md session 18), and a candidate's error is summed
+    // per unit while its output is still in cache.
     const bool attention = site == InputSite::Attention;
     const int64_t hidden = model_.config().hidden_size;
-    const auto parent = [&](const DecoderLayerF32& l, const std::vector<float>& h, float* out) {
-      const int64_t tokens = static_cast<int64_t>(h.size()) / hsize;
-      if (attention) {
-        runner_.attention_block(l, h.data(), tokens, out);
-        return;
-      }
-      // The MLP is row-wise, so blocks of rows give the same outputs with its intermediates (gate, up:
-      // rows x intermediate each) 4 MB instead of 32 MB at the defaults: AWQ's peak RSS on the reference
-      // model 419 -> 316 MiB at the same speed (docs/PERFORMANCE.md, session 18).
-      for (int64_t r0 = 0; r0 < tokens; r0 += kAwqMlpBlockRows) {
-        const int64_t rows = std::min(kAwqMlpBlockRows, tokens - r0);
-        runner_.mlp_block(l, h.data() + r0 * hsize, rows, out + r0 * hidden);
-      }
+    struct Unit {
+      const float* input;
+      int64_t rows;
+      size_t output;  // offset of its outputs in `reference`
     };
-    std::vector<std::vector<float>> reference;
+    std::vector<Unit> units;
+    size_t outputs = 0;
     for (const std::vector<float>& h : st.cached) {
-      reference.emplace_back(h.size() / static_cast<size_t>(hsize) * static_cast<size_t>(hidden));
-      parent(layer_, h, reference.back().data());
+      const int64_t tokens = static_cast<int64_t>(h.size()) / hsize;
+      const int64_t step = attention ? tokens : kAwqMlpBlockRows;
+      for (int64_t r0 = 0; r0 < tokens; r0 += step) {
+        units.push_back({h.data() + r0 * hsize, std::min(step, tokens - r0), outputs});
+        outputs += static_cast<size_t>(units.back().rows * hidden);
+      }
     }
+    const auto parent = [&](const DecoderLayerF32& l, const Unit& u, float* out) {
+      if (attention)
+        runner_.attention_block(l, u.input, u.rows, out);
+      else
+        runner_.mlp_block(l, u.input, u.rows, out);
+    };
+    std::vector<float> reference(outputs);
+    for (const Unit& u : units) parent(layer_, u, reference.data() + u.output);
     std::vector<float> out;
     s = awq_scales_for(
         site, balance,
         [&](const DecoderLayerF32& candidate) {
           double loss = 0;
-          size_t n = 0;
-          for (size_t i = 0; i < st.cached.size(); ++i) {
-            out.resize(reference[i].size());
-            parent(candidate, st.cached[i], out.data());
-            loss += mse(reference[i], out.data(), out.size());
-            n += out.size();
+          for (const Unit& u : units) {
+            const size_t n = static_cast<size_t>(u.rows * hidden);
+            out.resize(n);
+            parent(candidate, u, out.data());
+            loss += squared_error(reference.data() + u.output, out.data(), n);
           }
-          return loss / static_cast<double>(std::max<size_t>(n, 1));
+          return loss / static_cast<double>(std::max<size_t>(outputs, 1));
         },
         std::string(norm_name) + (attention ? " -> q,k,v" : " -> gate,up"));
   }
@@ -455,7 +486,8 @@ void LayerPipeline::smooth_linear(InputSite site, LinearF32& prev, LinearF32& ne
         return linear_output_error(next.weight.data(), c.weight.data(), next.rows, next.cols, h.data());
       },
       fmt::format("{} -> {}", prev.name.substr(prev.name.rfind('.') + 1),
-                  next.name.substr(next.name.rfind('.') + 1)));
+                  next.name.substr(next.name.rfind('.') + 1)),
+      /*run_candidates=*/false);
   divide_rows(prev.weight.data(), prev.rows, prev.cols, prev.bias.empty() ? nullptr : prev.bias.data(),
               s.data());
   round_to_dtype(prev.weight, prev.stored_dtype);

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "quant/quantizer.h"
+#include "runtime/kernels_hwy.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -197,19 +198,27 @@ AwqSearchResult awq_search(const float* x_mean, const float* w_mean, int64_t col
 void awq_fake_quantize_scaled(const float* w, int64_t rows, int64_t cols, const float* s,
                               const QuantArgs& args, ComputeDType dt, float* out) {
   check_scales(s, cols, "awq_fake_quantize_scaled");
+  // The products and quotients of two floats rounded once to float are exactly what double arithmetic
+  // rounded to float gives (53 >= 2 * 24 + 2 bits: double rounding is innocuous for * and /), so float
+  // arithmetic reproduces torch's fp64 W * s stored as float / bf16, with vectorized bf16 rounding.
+  const bool bf16 = dt == ComputeDType::BF16;
   std::vector<float> scaled(static_cast<size_t>(rows * cols));
   const int64_t chunk = std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1));
   for_row_chunks(rows, chunk, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       float* dst = scaled.data() + r * cols;
-      for (int64_t j = 0; j < cols; ++j) dst[j] = to_dtype(static_cast<double>(w[r * cols + j]) * s[j], dt);
+      const float* src = w + r * cols;
+      for (int64_t j = 0; j < cols; ++j) dst[j] = src[j] * s[j];
+      if (bf16) kernels::simd::round_bf16(dst, dst, static_cast<size_t>(cols));
     }
   });
   fake_quantize_dynamic(scaled.data(), rows, cols, args, scaled.data(), dt);
   for_row_chunks(rows, chunk, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* src = scaled.data() + r * cols;
-      for (int64_t j = 0; j < cols; ++j) out[r * cols + j] = to_dtype(static_cast<double>(src[j]) / s[j], dt);
+      float* dst = out + r * cols;
+      for (int64_t j = 0; j < cols; ++j) dst[j] = src[j] / s[j];
+      if (bf16) kernels::simd::round_bf16(dst, dst, static_cast<size_t>(cols));
     }
   });
 }
@@ -219,12 +228,13 @@ double linear_output_error(const float* w_ref, const float* w_new, int64_t rows,
   if (rows <= 0 || cols <= 0) return 0.0;
   pin_openblas();
   // sum_r D_r H D_r^T = sum_ij H_ij G_ij with G = D^T D symmetric: only G's lower tiles are formed (half
-  // the flops of D H), each by one GEMM, in parallel; per-tile sums are added in tile order.
-  std::vector<double> d(static_cast<size_t>(rows * cols));
+  // the flops of D H), each by one fp32 GEMM, in parallel; per-tile sums are added in tile order. D is exact
+  // in fp32 (the difference of two nearby bf16 or fp32 weights), G's entries carry fp32 rounding over
+  // `rows` terms (relative ~1e-7 each, tests/quant/awq_test.cc bounds the total): twice the speed of
+  // fp64 GEMMs, with losses still far more precise than the bf16 block outputs llm-compressor compares.
+  std::vector<float> d(static_cast<size_t>(rows * cols));
   for_row_chunks(rows, std::max<int64_t>(1, 16384 / cols), [&](int64_t r0, int64_t r1) {
-    for (int64_t i = r0 * cols; i < r1 * cols; ++i) {
-      d[static_cast<size_t>(i)] = static_cast<double>(w_new[i]) - static_cast<double>(w_ref[i]);
-    }
+    for (int64_t i = r0 * cols; i < r1 * cols; ++i) d[static_cast<size_t>(i)] = w_new[i] - w_ref[i];
   });
   constexpr int64_t kTile = 256;
   const int64_t n = (cols + kTile - 1) / kTile;
@@ -234,20 +244,25 @@ double linear_output_error(const float* w_ref, const float* w_new, int64_t rows,
   }
   std::vector<double> per_tile(tiles.size(), 0.0);
   const auto run_tiles = [&](size_t first, size_t last) {
-    std::vector<double> g(static_cast<size_t>(kTile * kTile));
+    std::vector<float> g(static_cast<size_t>(kTile * kTile));
     for (size_t k = first; k < last; ++k) {
       const auto [a, b] = tiles[k];
       const int64_t i0 = a * kTile, mi = std::min(kTile, cols - i0);
       const int64_t j0 = b * kTile, mj = std::min(kTile, cols - j0);
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<blasint>(mi), static_cast<blasint>(mj),
-                  static_cast<blasint>(rows), 1.0, d.data() + i0, static_cast<blasint>(cols), d.data() + j0,
-                  static_cast<blasint>(cols), 0.0, g.data(), static_cast<blasint>(mj));
-      double acc = 0;
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<blasint>(mi), static_cast<blasint>(mj),
+                  static_cast<blasint>(rows), 1.0f, d.data() + i0, static_cast<blasint>(cols), d.data() + j0,
+                  static_cast<blasint>(cols), 0.0f, g.data(), static_cast<blasint>(mj));
+      double lanes[8] = {};  // independent partial sums: one serial chain of double adds is latency bound
       for (int64_t i = 0; i < mi; ++i) {
         const double* h = hessian + (i0 + i) * cols + j0;
-        const double* gi = g.data() + i * mj;
-        for (int64_t j = 0; j < mj; ++j) acc += h[j] * gi[j];
+        const float* gi = g.data() + i * mj;
+        int64_t j = 0;
+        for (; j + 8 <= mj; j += 8)
+          for (int64_t l = 0; l < 8; ++l) lanes[l] += h[j + l] * static_cast<double>(gi[j + l]);
+        for (; j < mj; ++j) lanes[0] += h[j] * static_cast<double>(gi[j]);
       }
+      const double acc =
+          ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
       per_tile[k] = a == b ? acc : 2.0 * acc;  // an off-diagonal tile stands for its mirror image too
     }
   };

@@ -49,7 +49,8 @@
 // Deviations: scales are computed in double and returned as float (llm-compressor: fp32 x_mean, fp64
 // w_mean, so duo scales are fp64 and non-duo scales fp32; W * s then uses those); awq_weight_mean in
 // ComputeDType::BF16 reproduces the bf16 normalization of a bf16 model, F32 that of an fp32 model. The
-// loss of a bf16 model is computed by llm-compressor on bf16 outputs; linear_output_error is exact (fp64).
+// loss of a bf16 model is computed by llm-compressor on bf16 outputs; linear_output_error on fp32 products of
+// the weight differences (relative error ~1e-6).
 // tools/reference/awq_reference.py --cross-check runs llm-compressor's own _compute_best_scale on the
 // golden single-Linear case and gets the same choice and scales (to 1e-7).
 //
@@ -132,10 +133,10 @@ void awq_fake_quantize_scaled(const float* w, int64_t rows, int64_t cols, const 
                               const QuantArgs& args, ComputeDType dt, float* out);
 
 // sum over rows of (w_new - w_ref)_r H (w_new - w_ref)_r^T = ||(W_new - W_ref) X^T||_F^2 for H = X^T X
-// (cols x cols, row-major, fp64, symmetric). Exact, and cheaper than running tokens once tokens > cols:
-// it forms the lower half of D^T D (D = W_new - W_ref) by tiles, rows * cols^2 / 2 multiply-adds, in
-// parallel on the global pool (about 0.14 s for 768 x 2048 on the shared 2-core machine). The result does
-// not depend on the number of threads.
+// (cols x cols, row-major, fp64, symmetric), cheaper than running tokens once tokens > cols: it forms the
+// lower half of D^T D (D = W_new - W_ref, exact in fp32 for bf16 weights) by tiles in fp32 GEMMs, rows *
+// cols^2 / 2 multiply-adds, and sums H_ij (D^T D)_ij in fp64, in parallel on the global pool. Relative error
+// about 1e-6 (fp32 products summed over `rows`); the result does not depend on the number of threads.
 double linear_output_error(const float* w_ref, const float* w_new, int64_t rows, int64_t cols,
                            const double* hessian);
 

@@ -14,6 +14,7 @@
 #include "runtime/gemm_bf16.h"
 #include "runtime/gemm_bf16_amx.h"
 #include "runtime/kernels.h"
+#include "util/aligned_vector.h"
 #include "util/thread_pool.h"
 
 namespace lowbit::runtime {
@@ -73,13 +74,13 @@ void attention_amx(const float* q, const float* k, const float* v, int64_t count
   // the weighted sum (k-pairs = consecutive keys).
   // Scratch kept per calling thread: the pipeline calls this thousands of times with the same shapes, and
   // fresh buffers of this size would be page-faulted in every time.
-  thread_local std::vector<uint16_t> keys, values;
+  thread_local AlignedVector<uint16_t> keys, values;
   keys.resize(static_cast<size_t>(s.num_kv_heads * key_panel_elems));
   values.resize(static_cast<size_t>(s.num_kv_heads * value_panel_elems));
   uint16_t* key_panels_data = keys.data();
   uint16_t* value_panels_data = values.data();
   global_pool().parallel_for(static_cast<size_t>(s.num_kv_heads), 1, [&](size_t b, size_t e) {
-    thread_local std::vector<uint16_t> rows;
+    thread_local AlignedVector<uint16_t> rows;
     rows.resize(static_cast<size_t>(count * qk_depth));
     for (auto h = static_cast<int64_t>(b); h < static_cast<int64_t>(e); ++h) {
       kernels::amx::pack_rows(k + h * d, kv_dim, count, d, qk_depth, rows.data());
@@ -92,8 +93,8 @@ void attention_amx(const float* q, const float* k, const float* v, int64_t count
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const std::vector<Task> tasks = tasks_for(count, s);
   global_pool().parallel_for(tasks.size(), 1, [&](size_t b, size_t e) {
-    thread_local std::vector<uint16_t> a;
-    thread_local std::vector<float> scores, result;
+    thread_local AlignedVector<uint16_t> a;
+    thread_local AlignedVector<float> scores, result;
     for (size_t t = b; t < e; ++t) {
       const Task& task = tasks[t];
       const int64_t rows = task.t1 - task.t0, m = group * rows, keys_seen = task.t1;

@@ -38,8 +38,8 @@ float round_bf16(float v) {
 // these products thousands of times with the same shapes, and fresh multi-megabyte buffers would cost a
 // page fault per 4 KiB every time. Slot 0 and 1 are independent buffers (A and B of the Gram product).
 uint16_t* scratch(int slot, int64_t n) {
-  thread_local std::vector<uint16_t> buffers[2];
-  std::vector<uint16_t>& b = buffers[slot];
+  thread_local AlignedVector<uint16_t> buffers[2];
+  AlignedVector<uint16_t>& b = buffers[slot];
   if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
   return b.data();
 }
@@ -115,15 +115,22 @@ bool set_bf16_gemm_amx(bool enable) {
   return amx_flag().exchange(enable && amx::amx_bf16_usable());
 }
 
-Bf16Weight::Bf16Weight(const float* w, int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {
+Bf16Weight::Bf16Weight(const float* w, int64_t rows, int64_t cols) {
+  assign(w, rows, cols);
+}
+
+void Bf16Weight::assign(const float* w, int64_t rows, int64_t cols) {
   check_shape("Bf16Weight", rows, cols, 0);
+  rows_ = rows;
+  cols_ = cols;
   amx_ = amx_enabled();
   if (amx_) {
     // Rows of W as bf16 (the k-pairs of each output feature are consecutive), then transposed as 32-bit
-    // pairs into panels of 16 output features: panel[kp][j] = W32[n0 + j][kp].
+    // pairs into panels of 16 output features: panel[kp][j] = W32[n0 + j][kp]. (The rows are a temporary,
+    // not thread scratch: kept, a 70B model's largest weight would hold 470 MB for the rest of the run.)
     depth_ = round_up(cols, 32);
     const int64_t panels = round_up(rows, 32) / 16;
-    std::vector<uint16_t> w16(static_cast<size_t>(round_up(rows, 32) * depth_));
+    AlignedVector<uint16_t> w16(static_cast<size_t>(round_up(rows, 32) * depth_));
     pack_a(w, rows, cols, depth_, w16.data());
     data_.resize(static_cast<size_t>(panels * depth_ * 16));
     global_pool().parallel_for(static_cast<size_t>(panels), 1, [&](size_t b, size_t e) {
@@ -138,31 +145,59 @@ Bf16Weight::Bf16Weight(const float* w, int64_t rows, int64_t cols) : rows_(rows)
 }
 
 void linear_bf16(const float* x, int64_t m, const Bf16Weight& w, const float* bias, float* y) {
-  check_shape("linear_bf16", m, w.rows_, w.cols_);
-  if (m == 0 || w.rows_ == 0) return;
-  const int64_t n = w.rows_, k = w.cols_;
-  if (!w.amx_) {
+  const Bf16Product product{&w, bias, y};
+  linear_bf16_shared_input(x, m, std::span(&product, 1));
+}
+
+void linear_bf16_shared_input(const float* x, int64_t m, std::span<const Bf16Product> products) {
+  if (products.empty()) return;
+  const Bf16Weight& first = *products.front().weight;
+  for (const Bf16Product& p : products) {
+    check_shape("linear_bf16", m, p.weight->rows_, p.weight->cols_);
+    if (p.weight->cols_ != first.cols_ || p.weight->amx_ != first.amx_)
+      fail("linear_bf16_shared_input: weights of {} and {} columns (or packed for different kernels)",
+           first.cols_, p.weight->cols_);
+  }
+  if (m == 0) return;
+  const int64_t k = first.cols_;
+  if (!first.amx_) {
     // The same bf16 values through the fp32 engine (bf16 weights are widened exactly).
     const std::unique_ptr<float[]> xr = rounded_copy(x, m * k);
-    linear(xr.get(), m, DenseWeight{DType::BF16, w.data_.data(), n, k}, bias, y);
+    for (const Bf16Product& p : products)
+      if (p.weight->rows_ > 0)
+        linear(xr.get(), m, DenseWeight{DType::BF16, p.weight->data_.data(), p.weight->rows_, k}, p.bias,
+               p.y);
     return;
   }
-  uint16_t* a = scratch(0, round_up(m, 32) * w.depth_);
-  pack_a(x, m, k, w.depth_, a);
-  // Work items: blocks of rows (their A block stays in L2 while the item walks its columns) x chunks of
-  // kPairsPerItem 32-column panel pairs (each pair is reused from L1 by every 32 rows of the block).
-  const int64_t depth = w.depth_;
+  const int64_t depth = first.depth_;
+  uint16_t* a = scratch(0, round_up(m, 32) * depth);
+  pack_a(x, m, k, depth, a);
+  // Work items, over all products: blocks of rows (their A block stays in L2 while the item walks its
+  // columns) x chunks of kPairsPerItem 32-column panel pairs (each pair is reused from L1 by every 32 rows
+  // of the block).
   const int64_t row_block = std::clamp<int64_t>((kRowBlockBytes / (depth * 2)) / 32 * 32, 32, 512);
   const int64_t row_blocks = (m + row_block - 1) / row_block;
-  const int64_t pair_chunks = (round_up(n, 32) / 32 + kPairsPerItem - 1) / kPairsPerItem;
+  struct Item {
+    const Bf16Product* product;
+    int64_t r0, n0;
+  };
+  std::vector<Item> items;
+  for (const Bf16Product& p : products) {
+    for (int64_t rb = 0; rb < row_blocks; ++rb)
+      for (int64_t n0 = 0; n0 < p.weight->rows_; n0 += kPairsPerItem * 32)
+        items.push_back({&p, rb * row_block, n0});
+  }
   const uint16_t* a_data = a;
-  global_pool().parallel_for(static_cast<size_t>(row_blocks * pair_chunks), 1, [&](size_t b, size_t e) {
-    for (auto item = static_cast<int64_t>(b); item < static_cast<int64_t>(e); ++item) {
-      const int64_t r0 = (item / pair_chunks) * row_block, n0 = (item % pair_chunks) * kPairsPerItem * 32;
+  global_pool().parallel_for(items.size(), 1, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      const Item& item = items[i];
+      const Bf16Weight& w = *item.product->weight;
+      const int64_t n = w.rows_, r0 = item.r0, n0 = item.n0;
       const int64_t rows = std::min(row_block, m - r0), cols = std::min(n - n0, kPairsPerItem * 32);
+      float* y = item.product->y;
       amx::gemm_tiles(a_data + r0 * depth, depth, w.data_.data() + n0 * depth, depth, depth, y + r0 * n + n0,
                       n, rows, cols);
-      if (bias != nullptr)
+      if (const float* bias = item.product->bias)
         for (int64_t r = r0; r < r0 + rows; ++r)
           for (int64_t c = n0; c < n0 + cols; ++c) y[r * n + c] += bias[c];
     }

@@ -12,7 +12,10 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
+
+#include "util/aligned_vector.h"
 
 namespace lowbit::kernels {
 
@@ -22,27 +25,41 @@ bool bf16_gemm_uses_amx();
 // returns the previous setting. For tests and benchmarks that compare both paths.
 bool set_bf16_gemm_amx(bool enable);
 
+struct Bf16Product;
+
 // A weight W [rows x cols] (rows = output features) rounded to bf16 and laid out for the kernel in use:
 // AMX VNNI panels (see gemm_bf16_amx.h), or row-major bf16 for the fallback.
 class Bf16Weight {
  public:
   Bf16Weight() = default;
   Bf16Weight(const float* w, int64_t rows, int64_t cols);
+  // Packs new values, reusing this weight's storage (AWQ's grid search repacks its candidates thousands of
+  // times; fresh buffers would be page-faulted in every time).
+  void assign(const float* w, int64_t rows, int64_t cols);
 
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
   bool empty() const { return data_.empty(); }
 
  private:
-  friend void linear_bf16(const float* x, int64_t m, const Bf16Weight& w, const float* bias, float* y);
+  friend void linear_bf16_shared_input(const float* x, int64_t m, std::span<const Bf16Product> products);
   int64_t rows_ = 0, cols_ = 0;
   int64_t depth_ = 0;  // cols padded to a multiple of 32 (AMX layout)
   bool amx_ = false;
-  std::vector<uint16_t> data_;
+  AlignedVector<uint16_t> data_;  // cache-line aligned: AMX tile rows (util/aligned_vector.h)
 };
 
 // y[m x rows] = bf16(x)[m x cols] * bf16(W)^T (+ bias[rows] in fp32), on the global thread pool.
 void linear_bf16(const float* x, int64_t m, const Bf16Weight& w, const float* bias, float* y);
+// One product of linear_bf16_shared_input: y = x * bf16(W)^T (+ bias).
+struct Bf16Product {
+  const Bf16Weight* weight = nullptr;
+  const float* bias = nullptr;
+  float* y = nullptr;
+};
+// Several weights with the same number of columns on one input (q, k, v; gate, up): the same results as
+// linear_bf16 on each, with x rounded and packed for the kernel once instead of once per weight.
+void linear_bf16_shared_input(const float* x, int64_t m, std::span<const Bf16Product> products);
 // Scalar reference: the same rounding, sums in double.
 void linear_bf16_ref(const float* x, int64_t m, const float* w, int64_t rows, int64_t cols, const float* bias,
                      float* y);
@@ -70,7 +87,7 @@ class Bf16Gram {
   int64_t cols_, padded_, flush_rows_;
   int64_t pending_rows_ = 0;
   bool amx_ = false;
-  std::vector<float> acc_;  // padded x padded, lower block triangle valid
+  AlignedVector<float> acc_;  // padded x padded, lower block triangle valid
 };
 
 // The same Gram product on the fp32 values as given (no rounding): OpenBLAS ssyrk / sgemm on tiles of the

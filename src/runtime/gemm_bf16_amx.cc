@@ -316,7 +316,7 @@ void configure_tiles() {
 }
 void release_tiles() {}
 void gemm_tiles(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*, int64_t, int64_t,
-                int64_t) {
+                int64_t, bool) {
   fail("AMX kernels are not built for this CPU architecture");
 }
 #endif

@@ -34,6 +34,8 @@
 #include <span>
 #include <vector>
 
+#include "util/aligned_vector.h"
+
 namespace lowbit::kernels {
 
 enum class Codes { Int4, UInt8, Int8, E4M3, E5M2 };
@@ -124,10 +126,10 @@ void dequantize_rows(const PackedMatrix& w, int64_t row_begin, int64_t rows, flo
 // with per-tensor quantization). Codes are held as int16, the operand width of the integer kernel.
 struct Int8Activations {
   int64_t rows = 0, cols = 0;
-  std::vector<int16_t> codes;   // [rows][cols]
-  std::vector<float> scales;    // [rows]
-  std::vector<int32_t> sums;    // [rows]: sum of the row's codes (for the UInt8 storage offset)
-  std::vector<uint8_t> biased;  // [rows][cols]: codes + 128, the unsigned operand of AVX-512 VNNI
+  std::vector<int16_t> codes;     // [rows][cols]
+  std::vector<float> scales;      // [rows]
+  std::vector<int32_t> sums;      // [rows]: sum of the row's codes (for the UInt8 storage offset)
+  AlignedVector<uint8_t> biased;  // [rows][cols]: codes + 128, the unsigned operand of AVX-512 VNNI and AMX
 };
 // Fills sums and biased from codes.
 void finish_int8_activations(Int8Activations& x);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/gemm_bf16_amx.h"
+#include "util/aligned_vector.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
 #define LOWBIT_HAVE_AMX_INT8 1
@@ -121,8 +122,8 @@ void amx_rows(const Int8Activations& x, const PackedMatrix& w, const float* bias
               int64_t n_end) {
   const int64_t K = w.cols, m = x.rows;
   const auto* codes = static_cast<const uint8_t*>(w.data);
-  thread_local std::vector<uint16_t> panels;  // two panels of 16 x K codes, as bf16-sized pairs
-  thread_local std::vector<uint8_t> edge;
+  thread_local AlignedVector<uint16_t> panels;  // two panels of 16 x K codes, as bf16-sized pairs
+  thread_local AlignedVector<uint8_t> edge;
   panels.resize(static_cast<size_t>(kBlock * K / 2));
   // The x rows of the last partial block, zero padded to 32 (tile loads read whole blocks).
   const int64_t whole = m / kBlock * kBlock;

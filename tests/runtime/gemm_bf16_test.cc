@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "io/dtype.h"
+#include "util/error.h"
 
 namespace lowbit::kernels {
 namespace {
@@ -74,6 +75,44 @@ TEST_P(Bf16GemmPaths, LinearWithoutBiasAndEmptyShapes) {
   linear_bf16_ref(x.data(), 5, w.data(), 4, 9, nullptr, ref.data());
   for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], ref[i], 1e-5f);
   linear_bf16(x.data(), 0, packed, nullptr, nullptr);  // m = 0 writes nothing
+}
+
+// Several weights on one packed input give exactly the separate products (same blocks, same sums), and a
+// weight repacked in place with new values equals one packed fresh from them.
+TEST_P(Bf16GemmPaths, SharedInputAndRepackEqualSeparateProducts) {
+  const int64_t m = 70, k = 96;
+  const std::vector<float> x = random_values(m * k, 21);
+  const int64_t rows[] = {40, 200, 33};
+  std::vector<std::vector<float>> ws, biases;
+  std::vector<Bf16Weight> packed;
+  for (int i = 0; i < 3; ++i) {
+    ws.push_back(random_values(rows[i] * k, 30 + i, 0.05f));
+    biases.push_back(random_values(rows[i], 40 + i));
+    packed.emplace_back(ws.back().data(), rows[i], k);
+  }
+  std::vector<std::vector<float>> separate(3), shared(3);
+  std::vector<Bf16Product> products;
+  for (int i = 0; i < 3; ++i) {
+    separate[i].assign(static_cast<size_t>(m * rows[i]), NAN);
+    shared[i].assign(static_cast<size_t>(m * rows[i]), NAN);
+    linear_bf16(x.data(), m, packed[i], i == 1 ? nullptr : biases[i].data(), separate[i].data());
+    products.push_back({&packed[i], i == 1 ? nullptr : biases[i].data(), shared[i].data()});
+  }
+  linear_bf16_shared_input(x.data(), m, products);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(shared[i], separate[i]) << "product " << i;
+
+  const Bf16Weight other(ws[2].data(), rows[2], k);  // packed[1] takes another shape and values
+  packed[1].assign(ws[2].data(), rows[2], k);
+  std::vector<float> y1(static_cast<size_t>(m * rows[2])), y2(y1.size());
+  linear_bf16(x.data(), m, packed[1], nullptr, y1.data());
+  linear_bf16(x.data(), m, other, nullptr, y2.data());
+  EXPECT_EQ(y1, y2);
+
+  const std::vector<float> narrow = random_values(8 * 64, 50);
+  const Bf16Weight mismatched(narrow.data(), 8, 64);
+  std::vector<float> y3(static_cast<size_t>(m * 8));
+  const Bf16Product bad[] = {products[0], {&mismatched, nullptr, y3.data()}};
+  EXPECT_THROW(linear_bf16_shared_input(x.data(), m, bad), Error);
 }
 
 TEST_P(Bf16GemmPaths, GramLowerTriangleMatchesReference) {
