@@ -60,7 +60,9 @@
 // thresholds t_i = max|w_group| * (1 - i / n_grid) for i < int(max_shrink * n_grid) (20 and 0.5: ten
 // steps, 1.0 down to 0.55); candidate i clamps the group to [-t_i, t_i], fake-quantizes it with the scheme's
 // RTN quantizer, and its error is the squared error of the group's partial output over the calibration
-// tokens, (q - w)^T H_gg (q - w) with H_gg the group's diagonal block of H. The first smallest error wins
+// tokens, (q - w)^T H_gg (q - w) with H_gg the group's diagonal block of H (H_gg (q - w) in fp32, the dot
+// product in double: the ten candidates are ranked by it, and the reference model's AWQ export is
+// byte-identical to the one from fp64 products). The first smallest error wins
 // (i = 0, no clipping, is the baseline, so clipping never increases a group's error) and w is clamped in
 // place. Differences from AutoAWQ: the error uses every calibration token exactly through H instead of
 // 512 sampled tokens (AutoAWQ's error is the mean over tokens; the sum ranks the same); the quantizer is
