@@ -203,25 +203,41 @@ void awq_fake_quantize_scaled(const float* w, int64_t rows, int64_t cols, const 
   // rounded to float gives (53 >= 2 * 24 + 2 bits: double rounding is innocuous for * and /), so float
   // arithmetic reproduces torch's fp64 W * s stored as float / bf16, with vectorized bf16 rounding.
   const bool bf16 = dt == ComputeDType::BF16;
-  std::vector<float> scaled(static_cast<size_t>(rows * cols));
-  const int64_t chunk = std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1));
-  for_row_chunks(rows, chunk, [&](int64_t r0, int64_t r1) {
+  const auto scale_rows = [&](int64_t r0, int64_t r1, float* scaled) {
     for (int64_t r = r0; r < r1; ++r) {
-      float* dst = scaled.data() + r * cols;
+      float* dst = scaled + (r - r0) * cols;
       const float* src = w + r * cols;
       for (int64_t j = 0; j < cols; ++j) dst[j] = src[j] * s[j];
       if (bf16) kernels::simd::round_bf16(dst, dst, static_cast<size_t>(cols));
     }
-  });
-  fake_quantize_dynamic(scaled.data(), rows, cols, args, scaled.data(), dt);
-  for_row_chunks(rows, chunk, [&](int64_t r0, int64_t r1) {
+  };
+  const auto unscale_rows = [&](int64_t r0, int64_t r1, const float* scaled) {
     for (int64_t r = r0; r < r1; ++r) {
-      const float* src = scaled.data() + r * cols;
+      const float* src = scaled + (r - r0) * cols;
       float* dst = out + r * cols;
       for (int64_t j = 0; j < cols; ++j) dst[j] = src[j] / s[j];
       if (bf16) kernels::simd::round_bf16(dst, dst, static_cast<size_t>(cols));
     }
-  });
+  };
+  if (args.strategy == QuantStrategy::Channel || args.strategy == QuantStrategy::Group) {
+    // Row-local quantization parameters: each chunk of rows is scaled, quantized and unscaled while it is
+    // in cache (the three passes over a whole 6 MB weight went to memory each time); the nested
+    // quantization runs inline in the chunk's thread.
+    const int64_t chunk = std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1));
+    for_row_chunks(rows, chunk, [&](int64_t r0, int64_t r1) {
+      std::vector<float> scaled(static_cast<size_t>((r1 - r0) * cols));
+      scale_rows(r0, r1, scaled.data());
+      fake_quantize_dynamic(scaled.data(), r1 - r0, cols, args, scaled.data(), dt);
+      unscale_rows(r0, r1, scaled.data());
+    });
+    return;
+  }
+  std::vector<float> scaled(static_cast<size_t>(rows * cols));
+  const int64_t chunk = std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1));
+  for_row_chunks(rows, chunk, [&](int64_t r0, int64_t r1) { scale_rows(r0, r1, scaled.data() + r0 * cols); });
+  fake_quantize_dynamic(scaled.data(), rows, cols, args, scaled.data(), dt);
+  for_row_chunks(rows, chunk,
+                 [&](int64_t r0, int64_t r1) { unscale_rows(r0, r1, scaled.data() + r0 * cols); });
 }
 
 double linear_output_error(const float* w_ref, const float* w_new, int64_t rows, int64_t cols,
