@@ -246,9 +246,9 @@ double linear_output_error(const float* w_ref, const float* w_new, int64_t rows,
   pin_openblas();
   // sum_r D_r H D_r^T = sum_ij H_ij G_ij with G = D^T D symmetric: only G's lower tiles are formed (half
   // the flops of D H), each by one fp32 GEMM, in parallel; per-tile sums are added in tile order. D is exact
-  // in fp32 (the difference of two nearby bf16 or fp32 weights), G's entries carry fp32 rounding over
-  // `rows` terms (relative ~1e-7 each, tests/quant/awq_test.cc bounds the total): twice the speed of
-  // fp64 GEMMs, with losses still far more precise than the bf16 block outputs llm-compressor compares.
+  // in fp32 for bf16 weights (one rounding for fp32 ones), G's entries carry fp32 rounding over `rows` terms
+  // (tests/quant/awq_test.cc bounds the total at 1e-6): twice the speed of fp64 GEMMs, with losses still far
+  // more precise than the bf16 block outputs llm-compressor compares.
   std::vector<float> d(static_cast<size_t>(rows * cols));
   for_row_chunks(rows, std::max<int64_t>(1, 16384 / cols), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0 * cols; i < r1 * cols; ++i) d[static_cast<size_t>(i)] = w_new[i] - w_ref[i];
@@ -326,9 +326,8 @@ double awq_clip_search(float* w, int64_t rows, int64_t cols, const QuantArgs& ar
   cand_args.strategy = QuantStrategy::Channel;
   cand_args.group_size = -1;
 
-  // The diagonal blocks H_gg, contiguous.
-  // (in fp32: the candidates' errors are compared with each other, and fp32 products halve the time of
-  // this search, which runs on every weight of the layer)
+  // The diagonal blocks H_gg, contiguous, in fp32: the candidates' errors are only ranked against each
+  // other, and fp32 products halve the time of this search over every weight of the layer.
   std::vector<float> blocks(static_cast<size_t>(groups * group * group));
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t a = 0; a < group; ++a) {

@@ -1,7 +1,7 @@
 // AWQ (Lin et al. 2023, arXiv 2306.00978) as pure functions: the activation-aware scale formula, its grid
-// search over a caller-supplied loss, the scaled fake quantization the search evaluates, an exact output
-// error for single-Linear parents, and AutoAWQ's weight clipping search. src/calib owns the model, runs
-// the parent blocks and applies the result with the folding helpers of quant/smoothquant.h.
+// search over a caller-supplied loss, the scaled fake quantization the search evaluates, the output error
+// of single-Linear parents through their Hessian, and AutoAWQ's weight clipping search. src/calib owns the
+// model, runs the parent blocks and applies the result with the folding helpers of quant/smoothquant.h.
 //
 // ---- What llm-compressor 0.14 does (modifiers/transform/awq/base.py), followed here ----------------------
 //

@@ -35,7 +35,8 @@ struct AlignedAllocator {
     if (n > (SIZE_MAX - kAlign) / sizeof(T)) throw std::bad_alloc();
     void* raw = std::malloc(n * sizeof(T) + kAlign);
     if (raw == nullptr) throw std::bad_alloc();
-    // At least one pointer's room below the aligned address, for the original pointer.
+    // The original pointer goes just below the aligned address: malloc's alignment (16 bytes on x86-64,
+    // at least a pointer's size anywhere) leaves that much room.
     const auto aligned = (reinterpret_cast<std::uintptr_t>(raw) + kAlign) & ~std::uintptr_t{kAlign - 1};
     reinterpret_cast<void**>(aligned)[-1] = raw;
     return reinterpret_cast<T*>(aligned);
