@@ -1,6 +1,7 @@
 // Register-only peak loops (machine_peaks.h).
 #include "machine_peaks.h"
 
+#include "runtime/gemm_bf16_amx.h"
 #include "runtime/kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -18,6 +19,8 @@ const char* peak_op_name(PeakOp op) {
       return "vpmaddwd+vpaddd";
     case PeakOp::Int8Madd:
       return "vpmaddubsw+vpmaddwd+vpaddd";
+    case PeakOp::AmxBf16:
+      return "tdpbf16ps";
   }
   return "?";
 }
@@ -96,6 +99,28 @@ LOWBIT_PEAKS_AVX2 int64_t int8_loop(int64_t trips) {
   return trips * 6 * 32;
 }
 
+// Four chains of tdpbf16ps on tiles holding zeros, as the product kernel's 2 x 2 blocking issues them
+// (runtime/gemm_bf16_amx.cc), without the four tile loads that kernel needs per four of them.
+__attribute__((target("amx-tile,amx-bf16"), noinline)) int64_t amx_bf16_loop(int64_t trips) {
+  kernels::amx::configure_tiles();
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_zero(4);
+  _tile_zero(5);
+  _tile_zero(6);
+  _tile_zero(7);
+  for (int64_t i = 0; i < trips; ++i) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  kernels::amx::release_tiles();
+  return trips * 4 * 16 * 16 * 32;
+}
+
 }  // namespace
 
 #endif
@@ -104,6 +129,7 @@ int64_t run_peak_loop(PeakOp op, int64_t trips) {
   if (trips <= 0) return 0;
   if (op == PeakOp::Fp32Fma) return static_cast<int64_t>(kernels::fma_chain_flops(trips) / 2);
 #ifdef LOWBIT_PEAKS_X86
+  if (op == PeakOp::AmxBf16) return kernels::amx::amx_bf16_usable() ? amx_bf16_loop(trips / 16) : 0;
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
   return op == PeakOp::Int16Madd ? int16_loop(trips) : int8_loop(trips);
 #else

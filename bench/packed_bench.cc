@@ -215,7 +215,7 @@ void run_peak(benchmark::State& state, bench::PeakOp op, int threads) {
   for (auto _ : state) {
     global_pool().run_on_all([&](int) { done.fetch_add(bench::run_peak_loop(op, kTrips)); });
   }
-  if (done.load() == 0) state.SkipWithError("needs AVX2 + FMA");
+  if (done.load() == 0) state.SkipWithError("needs AVX2 + FMA (tdpbf16ps: AMX-BF16)");
   state.counters["GFLOP/s"] =
       benchmark::Counter(2.0 * static_cast<double>(done.load()) / 1e9, benchmark::Counter::kIsRate);
   set_global_threads(0);
@@ -257,7 +257,8 @@ void register_all() {
         ->ArgNames({"K", "m", "bits"})
         ->Unit(benchmark::kMicrosecond);
   }
-  for (bench::PeakOp op : {bench::PeakOp::Fp32Fma, bench::PeakOp::Int16Madd, bench::PeakOp::Int8Madd}) {
+  for (bench::PeakOp op :
+       {bench::PeakOp::Fp32Fma, bench::PeakOp::Int16Madd, bench::PeakOp::Int8Madd, bench::PeakOp::AmxBf16}) {
     const std::string name = std::string("Machine/Peak/") + bench::peak_op_name(op);
     benchmark::RegisterBenchmark(name.c_str(), [op](benchmark::State& s) { run_peak(s, op, 0); })
         ->UseRealTime()
