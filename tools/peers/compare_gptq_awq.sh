@@ -13,7 +13,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LOWBIT=${LOWBIT:-/work/main/build/lead/lowbit}
+LOWBIT=${LOWBIT:-$ROOT/build/release/lowbit}
 PEERS_PY=${PEERS_PY:-/work/venv-peers/bin/python}
 MODEL=${MODEL:-/work/shared/models/lowbit-ref-100m}
 CALIB=${CALIB:-/work/shared/data/calib/pile_like_calibration.txt}

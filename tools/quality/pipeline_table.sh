@@ -15,11 +15,12 @@ SHARED=${SHARED:-../shared}
 MODEL=${MODEL:-$SHARED/models/lowbit-ref-100m}
 OUT=${OUT:-/tmp/lowbit-pipeline-quality}
 CALIB=${CALIB:-$SHARED/data/calib/pile_like_calibration.txt}
+SEED=${SEED:-42}  # calibration sample seed (lowbit's default)
 read -r -a TEXTS <<< "${TEXT_FILES:-$SHARED/data/eval/ref100m_heldout.txt $SHARED/data/eval/wikitext2_test.raw}"
 mkdir -p "$OUT"
 : > "$OUT/results.jsonl"
 
-# name | method | quantize flags. Calibration: the default 128 samples x 512 tokens, seed 42. A method label
+# name | method | quantize flags. Calibration: the default 128 samples x 512 tokens, seed $SEED. A method label
 # may carry a suffix after a space ("gptq true-seq"): the word before it is what --method gets.
 CONFIGS=(
   "W4A16 g128|rtn|--scheme W4A16"
@@ -48,7 +49,7 @@ for entry in "${CONFIGS[@]}"; do
   method=${label%% *}
   dir=$OUT/$(echo "${name}_${label}" | tr -c 'A-Za-z0-9_' '_')
   calib=()
-  [ "$method" != rtn ] && calib=(--calib "$CALIB")
+  [ "$method" != rtn ] && calib=(--calib "$CALIB" --seed "$SEED")
   # shellcheck disable=SC2086
   if ! "$LOWBIT" quantize "$MODEL" $flags --method "$method" "${calib[@]}" -o "$dir" --overwrite --json \
       > "$dir.quantize.json" 2> "$dir.quantize.log"; then
