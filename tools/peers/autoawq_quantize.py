@@ -95,7 +95,8 @@ def main():
         save(model, args.model, args.output / "scaled")
         model.to(dtype)
 
-    # AutoAWQ's own fake quantization of every decoder linear (lm_head, tied to the embeddings, stays).
+    # AutoAWQ's own fake quantization of every decoder linear (lm_head, tied to the embeddings, stays), in fp32
+    # arithmetic; the values are stored in bf16 like every checkpoint compared here.
     grid = types.SimpleNamespace(w_bit=4, group_size=args.group_size, zero_point=args.zero_point)
     quantized = 0
     with torch.no_grad():
